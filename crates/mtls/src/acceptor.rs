@@ -1,0 +1,462 @@
+//! Accepting mTLS connections: handshakes with a timeout, off the accept path, each
+//! returning the peer's identity.
+//!
+//! [`Acceptor`] runs one handshake. [`TlsListener`] owns a TCP listener and runs every
+//! handshake in its own task, with a timeout and a cap on how many run at once, and hands
+//! out finished connections in order of completion, so a client that stalls its handshake
+//! never delays anyone else. When the cap is reached, the oldest handshake still in
+//! progress is dropped to make room: a flood of clients that never finish cannot lock out
+//! a client that does. The HTTP adapters are built on it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use crate::identity::{DefaultExtractor, ExtractError, IdentityExtractor, PeerIdentity};
+use crate::server::ServerShared;
+use crate::verify::{Rejection, log_rejection};
+
+/// What is known about the peer of an accepted connection.
+#[derive(Debug, Clone)]
+pub struct Peer<P> {
+    identity: Option<Arc<PeerIdentity>>,
+    principal: Option<P>,
+    alpn: Option<Vec<u8>>,
+    resumed: bool,
+}
+
+impl<P> Peer<P> {
+    /// The verified and authorized peer, or `None` for an anonymous client under
+    /// [`ClientAuth::Optional`](crate::ClientAuth::Optional).
+    pub fn identity(&self) -> Option<&Arc<PeerIdentity>> {
+        self.identity.as_ref()
+    }
+
+    /// The application's principal from the [`IdentityExtractor`], when there is an
+    /// identity.
+    pub fn principal(&self) -> Option<&P> {
+        self.principal.as_ref()
+    }
+
+    /// The negotiated ALPN protocol.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.alpn.as_deref()
+    }
+
+    /// Whether the handshake resumed an earlier session.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// Splits into identity and principal.
+    pub fn into_parts(self) -> (Option<Arc<PeerIdentity>>, Option<P>) {
+        (self.identity, self.principal)
+    }
+}
+
+/// Why a handshake did not produce a connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The handshake did not finish within the timeout.
+    Timeout(Duration),
+    /// TLS failed; the peer's certificate was refused when `rejection` says why.
+    Tls {
+        /// The error.
+        source: io::Error,
+        /// The reason class, when the failure was about the peer's certificate.
+        rejection: Option<Rejection>,
+    },
+    /// The [`IdentityExtractor`] refused the peer.
+    Extract(ExtractError),
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout(d) => write!(f, "TLS handshake did not finish within {d:?}"),
+            Self::Tls {
+                rejection: Some(r), ..
+            } => write!(f, "TLS handshake failed: {r}"),
+            Self::Tls { source, .. } => write!(f, "TLS handshake failed: {source}"),
+            Self::Extract(e) => write!(f, "peer refused by the identity extractor: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Timeout(_) => None,
+            Self::Tls { source, .. } => Some(source),
+            Self::Extract(e) => Some(e),
+        }
+    }
+}
+
+/// Runs server handshakes and returns each peer's identity.
+pub struct Acceptor<E: IdentityExtractor = DefaultExtractor> {
+    tls: TlsAcceptor,
+    shared: Arc<ServerShared>,
+    extractor: Arc<E>,
+    timeout: Duration,
+}
+
+impl<E: IdentityExtractor> Clone for Acceptor<E> {
+    fn clone(&self) -> Self {
+        Self {
+            tls: self.tls.clone(),
+            shared: self.shared.clone(),
+            extractor: self.extractor.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl<E: IdentityExtractor> fmt::Debug for Acceptor<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acceptor")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: IdentityExtractor> Acceptor<E> {
+    pub(crate) fn new(
+        config: Arc<ServerConfig>,
+        shared: Arc<ServerShared>,
+        extractor: Arc<E>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            tls: TlsAcceptor::from(config),
+            shared,
+            extractor,
+            timeout,
+        }
+    }
+
+    /// Sets the handshake timeout.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The handshake timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs the handshake on `io` within the timeout.
+    ///
+    /// # Errors
+    /// [`HandshakeError`]; the failure is also logged.
+    pub async fn accept<IO>(
+        &self,
+        io: IO,
+    ) -> Result<(TlsStream<IO>, Peer<E::Principal>), HandshakeError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let stream = match tokio::time::timeout(self.timeout, self.tls.accept(io)).await {
+            Err(_) => return Err(HandshakeError::Timeout(self.timeout)),
+            Ok(Err(source)) => {
+                let rejection = source
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<rustls::Error>())
+                    .and_then(classify);
+                if let Some(r @ Rejection::NoCertificate) = &rejection {
+                    log_rejection("server", r, None);
+                }
+                return Err(HandshakeError::Tls { source, rejection });
+            }
+            Ok(Ok(s)) => s,
+        };
+        let peer = self.peer(&stream)?;
+        Ok((stream, peer))
+    }
+
+    fn peer<IO>(&self, stream: &TlsStream<IO>) -> Result<Peer<E::Principal>, HandshakeError> {
+        let conn = stream.get_ref().1;
+        let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+        let identity = match conn.peer_certificates() {
+            Some(chain) if !chain.is_empty() => {
+                let generation = self.shared.trust.load().generation;
+                match self.shared.cache.identity(chain, generation) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        return Err(HandshakeError::Extract(ExtractError::new(e.to_string())));
+                    }
+                }
+            }
+            _ => None,
+        };
+        let principal = match &identity {
+            Some(id) => Some(
+                self.extractor
+                    .extract(id)
+                    .map_err(HandshakeError::Extract)?,
+            ),
+            None => None,
+        };
+        Ok(Peer {
+            identity,
+            principal,
+            alpn,
+            resumed,
+        })
+    }
+}
+
+fn classify(e: &rustls::Error) -> Option<Rejection> {
+    match e {
+        rustls::Error::NoCertificatesPresented => Some(Rejection::NoCertificate),
+        rustls::Error::InvalidCertificate(_) => Some(Rejection::from_rustls(e, "?")),
+        _ => None,
+    }
+}
+
+// === impl TlsListener ===
+
+/// Counters of a [`TlsListener`].
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    accepted: AtomicU64,
+    handshakes_ok: AtomicU64,
+    handshakes_failed: AtomicU64,
+    handshakes_timed_out: AtomicU64,
+    handshakes_evicted: AtomicU64,
+}
+
+impl ListenerStats {
+    /// TCP connections accepted.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+    /// Handshakes that produced a connection.
+    pub fn handshakes_ok(&self) -> u64 {
+        self.handshakes_ok.load(Ordering::Relaxed)
+    }
+    /// Handshakes that failed (TLS error or extractor refusal).
+    pub fn handshakes_failed(&self) -> u64 {
+        self.handshakes_failed.load(Ordering::Relaxed)
+    }
+    /// Handshakes that hit the timeout.
+    pub fn handshakes_timed_out(&self) -> u64 {
+        self.handshakes_timed_out.load(Ordering::Relaxed)
+    }
+    /// Handshakes dropped to make room under the concurrency cap.
+    pub fn handshakes_evicted(&self) -> u64 {
+        self.handshakes_evicted.load(Ordering::Relaxed)
+    }
+}
+
+/// Options of a [`TlsListener`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ListenerOptions {
+    /// At most this many handshakes run at once; when a new connection arrives at the
+    /// cap, the oldest handshake in progress is dropped. Default 1024.
+    pub max_handshakes: usize,
+    /// Finished connections waiting to be taken by [`TlsListener::accept`]. Default 128.
+    pub backlog: usize,
+}
+
+impl Default for ListenerOptions {
+    fn default() -> Self {
+        Self {
+            max_handshakes: 1024,
+            backlog: 128,
+        }
+    }
+}
+
+impl ListenerOptions {
+    /// Sets [`max_handshakes`](Self::max_handshakes) (at least 1).
+    #[must_use]
+    pub fn max_handshakes(mut self, n: usize) -> Self {
+        self.max_handshakes = n.max(1);
+        self
+    }
+}
+
+/// A finished connection from a [`TlsListener`].
+#[derive(Debug)]
+pub struct Accepted<P> {
+    /// The TLS stream.
+    pub stream: TlsStream<TcpStream>,
+    /// The peer.
+    pub peer: Peer<P>,
+    /// The peer's address.
+    pub remote_addr: SocketAddr,
+}
+
+/// Accepts TCP connections and runs their handshakes concurrently; see the module docs.
+///
+/// The background task stops when the listener is dropped.
+pub struct TlsListener<E: IdentityExtractor = DefaultExtractor> {
+    rx: mpsc::Receiver<Accepted<E::Principal>>,
+    local_addr: SocketAddr,
+    stats: Arc<ListenerStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<E: IdentityExtractor> fmt::Debug for TlsListener<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsListener")
+            .field("local_addr", &self.local_addr)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E: IdentityExtractor> Drop for TlsListener<E> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl<E: IdentityExtractor> TlsListener<E> {
+    /// Serves handshakes on `tcp` with default options. Must be called within a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// When the listener's local address cannot be read.
+    pub fn new(tcp: TcpListener, acceptor: Acceptor<E>) -> io::Result<Self> {
+        Self::with_options(tcp, acceptor, ListenerOptions::default())
+    }
+
+    /// Serves handshakes on `tcp`.
+    ///
+    /// # Errors
+    /// When the listener's local address cannot be read.
+    pub fn with_options(
+        tcp: TcpListener,
+        acceptor: Acceptor<E>,
+        options: ListenerOptions,
+    ) -> io::Result<Self> {
+        let local_addr = tcp.local_addr()?;
+        let (tx, rx) = mpsc::channel(options.backlog.max(1));
+        let stats = Arc::new(ListenerStats::default());
+        let task = tokio::spawn(accept_loop(tcp, acceptor, options, tx, stats.clone()));
+        Ok(Self {
+            rx,
+            local_addr,
+            stats,
+            task,
+        })
+    }
+
+    /// The next connection whose handshake succeeded. Failed handshakes are logged and
+    /// counted, never returned.
+    pub async fn accept(&mut self) -> Accepted<E::Principal> {
+        match self.rx.recv().await {
+            Some(a) => a,
+            // The accept loop only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The listener's counters.
+    pub fn stats(&self) -> Arc<ListenerStats> {
+        self.stats.clone()
+    }
+}
+
+async fn accept_loop<E: IdentityExtractor>(
+    tcp: TcpListener,
+    acceptor: Acceptor<E>,
+    options: ListenerOptions,
+    tx: mpsc::Sender<Accepted<E::Principal>>,
+    stats: Arc<ListenerStats>,
+) {
+    let in_flight: Arc<Mutex<BTreeMap<u64, tokio::task::AbortHandle>>> = Arc::default();
+    let mut next_id = 0u64;
+    loop {
+        let (io, remote_addr) = match tcp.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(target: "mtls::acceptor", error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let _ = io.set_nodelay(true);
+        next_id += 1;
+        let id = next_id;
+        {
+            let mut map = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            while map.len() >= options.max_handshakes {
+                if let Some((_, oldest)) = map.pop_first() {
+                    oldest.abort();
+                    stats.handshakes_evicted.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        target: "mtls::acceptor",
+                        "handshake cap reached; dropped the oldest handshake in progress"
+                    );
+                }
+            }
+        }
+        let acceptor = acceptor.clone();
+        let tx = tx.clone();
+        let stats2 = stats.clone();
+        let in_flight2 = in_flight.clone();
+        // Hold the map lock while spawning so the task's own removal comes after insertion.
+        let mut map = in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let handle = tokio::spawn(async move {
+            let result = acceptor.accept(io).await;
+            in_flight2
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            match result {
+                Ok((stream, peer)) => {
+                    stats2.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx
+                        .send(Accepted {
+                            stream,
+                            peer,
+                            remote_addr,
+                        })
+                        .await;
+                }
+                Err(e) => {
+                    match e {
+                        HandshakeError::Timeout(_) => {
+                            stats2.handshakes_timed_out.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => stats2.handshakes_failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                    tracing::info!(
+                        target: "mtls::acceptor",
+                        remote = %remote_addr,
+                        error = %e,
+                        "handshake failed"
+                    );
+                }
+            }
+        });
+        map.insert(id, handle.abort_handle());
+        drop(map);
+    }
+}

@@ -1,0 +1,465 @@
+//! The crate's error type.
+//!
+//! Every variant that concerns a file names it, says what is wrong with it and how to
+//! fix it. The messages are written for the person who made the files, usually with the
+//! `openssl` command line, so the fixes are given as `openssl` commands where that helps.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::policy::PolicyError;
+
+/// Shorthand for `Result<T, mtls::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which side of a connection a certificate is meant to identify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A server identity: needs the `serverAuth` extended key usage and a subjectAltName.
+    Server,
+    /// A client identity: needs the `clientAuth` extended key usage.
+    Client,
+}
+
+impl Role {
+    /// The extended key usage a leaf of this role must carry (`serverAuth` / `clientAuth`).
+    pub fn required_eku(self) -> &'static str {
+        match self {
+            Self::Server => "serverAuth",
+            Self::Client => "clientAuth",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Server => "server",
+            Self::Client => "client",
+        })
+    }
+}
+
+/// Everything that can go wrong while loading material and building configurations.
+///
+/// Match on the variant to tell failures apart; print it (`{}`) for a message that names
+/// the file, says what is wrong and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file is empty.
+    #[error(
+        "{} is empty: expected PEM data (\"-----BEGIN ...-----\") or DER. \
+         Check that the file was copied completely",
+        path.display()
+    )]
+    Empty {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// The file is neither PEM nor DER.
+    #[error(
+        "{} is not PEM or DER: it has no \"-----BEGIN {expected}-----\" line and does not \
+         parse as DER. Convert it with `openssl x509 -in FILE -out FILE.pem` \
+         (certificates) or `openssl pkey -in FILE -out FILE.pem` (keys)",
+        path.display()
+    )]
+    NotPem {
+        /// The file.
+        path: PathBuf,
+        /// The PEM label that was expected, e.g. `CERTIFICATE`.
+        expected: &'static str,
+    },
+
+    /// The PEM data is damaged (bad base64, a missing END line, a truncated file).
+    #[error(
+        "{} has damaged PEM data ({detail}); the file may be truncated or have been edited. \
+         Copy it again from its source",
+        path.display()
+    )]
+    BadPem {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM parser reported.
+        detail: String,
+    },
+
+    /// No certificate was found in a file that must hold one.
+    #[error(
+        "{} holds no certificate (no \"-----BEGIN CERTIFICATE-----\" block){hint}",
+        path.display()
+    )]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Extra advice, e.g. that the file holds a key instead.
+        hint: &'static str,
+    },
+
+    /// A certificate in the file is not valid X.509.
+    #[error(
+        "certificate #{index} in {} is not a valid X.509 certificate ({detail}). \
+         Check it with `openssl x509 -in {} -noout -text`",
+        path.display(), path.display()
+    )]
+    BadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Position of the certificate in the file, from 1.
+        index: usize,
+        /// What the parser reported.
+        detail: String,
+    },
+
+    /// No private key was found in a file that must hold one.
+    #[error(
+        "{} holds no private key (no \"-----BEGIN PRIVATE KEY-----\", \"RSA PRIVATE KEY\" \
+         or \"EC PRIVATE KEY\" block){hint}",
+        path.display()
+    )]
+    NoPrivateKey {
+        /// The file.
+        path: PathBuf,
+        /// Extra advice, e.g. that the file holds a certificate instead.
+        hint: &'static str,
+    },
+
+    /// The file holds more than one private key.
+    #[error(
+        "{} holds {count} private keys; keep only the key that belongs to the certificate",
+        path.display()
+    )]
+    MultipleKeys {
+        /// The file.
+        path: PathBuf,
+        /// How many keys were found.
+        count: usize,
+    },
+
+    /// The private key is encrypted with a passphrase.
+    #[error(
+        "the private key in {} is encrypted with a passphrase; write an unencrypted copy \
+         with `openssl pkey -in {} -out key.pem` (it asks for the passphrase) and protect \
+         that file with file permissions (chmod 600) instead",
+        path.display(), path.display()
+    )]
+    EncryptedKey {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// The private key's type is not supported by the crypto provider.
+    #[error(
+        "the private key in {} cannot be used ({source}); supported are RSA (2048 bits or \
+         more), ECDSA P-256/P-384 and Ed25519 keys in PKCS#8, PKCS#1 or SEC1 form",
+        path.display()
+    )]
+    UnsupportedKey {
+        /// The file.
+        path: PathBuf,
+        /// What rustls reported.
+        #[source]
+        source: rustls::Error,
+    },
+
+    /// The private key does not belong to the certificate.
+    #[error(
+        "the private key in {} does not match the certificate in {} (\"key values mismatch\"). \
+         Compare `openssl x509 -in {} -noout -pubkey | sha256sum` with \
+         `openssl pkey -in {} -pubout | sha256sum` and use the key the certificate was \
+         made for",
+        key.display(), cert.display(), cert.display(), key.display()
+    )]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+
+    /// The leaf certificate has expired.
+    #[error(
+        "the certificate \"{subject}\" in {} expired on {} (\"certificate has expired\"); \
+         issue a new one and replace the file",
+        path.display(), fmt_time(*not_after)
+    )]
+    Expired {
+        /// The file.
+        path: PathBuf,
+        /// The certificate's subject.
+        subject: String,
+        /// When it expired.
+        not_after: SystemTime,
+    },
+
+    /// The leaf certificate is not valid yet.
+    #[error(
+        "the certificate \"{subject}\" in {} is not valid until {} (\"certificate is not yet \
+         valid\"); check this machine's clock, or the dates the certificate was issued with",
+        path.display(), fmt_time(*not_before)
+    )]
+    NotYetValid {
+        /// The file.
+        path: PathBuf,
+        /// The certificate's subject.
+        subject: String,
+        /// When it becomes valid.
+        not_before: SystemTime,
+    },
+
+    /// A CA certificate (basicConstraints `CA:TRUE`) is used as a leaf.
+    #[error(
+        "the {role} certificate \"{subject}\" in {} is a CA certificate (basicConstraints \
+         CA:TRUE), and TLS peers refuse a CA certificate as a {role} identity. This happens \
+         when it was signed with `-extensions v3_ca` (or an extension file that sets \
+         basicConstraints=CA:TRUE). Sign it again with an extension file that says \
+         `basicConstraints=CA:FALSE` and `extendedKeyUsage={}`",
+        path.display(), role.required_eku()
+    )]
+    CaCertificateAsLeaf {
+        /// The file.
+        path: PathBuf,
+        /// The certificate's subject.
+        subject: String,
+        /// The role it was loaded for.
+        role: Role,
+    },
+
+    /// A server certificate has no subjectAltName extension.
+    #[error(
+        "the server certificate \"{subject}\" in {} has no subjectAltName: clients match the \
+         host name against subjectAltName only, never against the CN. Sign it again with \
+         `-extfile` holding `subjectAltName=DNS:your.host.name` (and `IP:…` for addresses)",
+        path.display()
+    )]
+    NoSubjectAltName {
+        /// The file.
+        path: PathBuf,
+        /// The certificate's subject.
+        subject: String,
+    },
+
+    /// The leaf's extended key usage does not allow the role it is used for.
+    #[error(
+        "the certificate \"{subject}\" in {} cannot be used as a {role} identity: its \
+         extendedKeyUsage lists {} but not {}. Sign it again with `extendedKeyUsage={}` \
+         (or `serverAuth,clientAuth` for both roles)",
+        path.display(), present_eku(present), role.required_eku(), role.required_eku()
+    )]
+    WrongExtendedKeyUsage {
+        /// The file.
+        path: PathBuf,
+        /// The certificate's subject.
+        subject: String,
+        /// The role it was loaded for.
+        role: Role,
+        /// The usages it does list.
+        present: Vec<String>,
+    },
+
+    /// The identity's chain does not lead to a configured CA.
+    #[error(
+        "the certificate \"{subject}\" in {} was issued by \"{issuer}\", which is neither in \
+         that file nor among the configured CAs ({}) (\"unable to get local issuer \
+         certificate\"). If \"{issuer}\" is an intermediate CA, append its certificate to the \
+         file, leaf first: `cat leaf.crt intermediate.crt > chain.crt`; otherwise configure \
+         the CA that issued it",
+        path.display(), list_or_none(known_cas)
+    )]
+    UnknownIssuer {
+        /// The identity file.
+        path: PathBuf,
+        /// The subject of the certificate whose issuer is missing.
+        subject: String,
+        /// The missing issuer.
+        issuer: String,
+        /// Subjects of the CAs that were configured.
+        known_cas: Vec<String>,
+    },
+
+    /// A chain that leads to a configured CA failed verification.
+    #[error(
+        "the certificate chain in {} does not verify against the configured CAs: {reason}",
+        path.display()
+    )]
+    ChainInvalid {
+        /// The identity file.
+        path: PathBuf,
+        /// Why, in words.
+        reason: String,
+    },
+
+    /// A certificate in a CA bundle is not a CA certificate.
+    #[error(
+        "certificate #{index} (\"{subject}\") in the CA file {} is not a CA certificate \
+         (basicConstraints CA:TRUE is missing), so it cannot issue certificates. Put the CA's \
+         certificate in that file, not a leaf",
+        path.display()
+    )]
+    NotACa {
+        /// The CA file.
+        path: PathBuf,
+        /// Position of the certificate in the file, from 1.
+        index: usize,
+        /// The certificate's subject.
+        subject: String,
+    },
+
+    /// A CA certificate has expired.
+    #[error(
+        "the CA certificate \"{subject}\" in {} expired on {}; every certificate it issued \
+         is now refused. Replace it",
+        path.display(), fmt_time(*not_after)
+    )]
+    CaExpired {
+        /// The CA file.
+        path: PathBuf,
+        /// The CA's subject.
+        subject: String,
+        /// When it expired.
+        not_after: SystemTime,
+    },
+
+    /// A CRL is damaged or not signed by any configured CA.
+    #[error("the CRL in {} cannot be used: {reason}", path.display())]
+    BadCrl {
+        /// The CRL file.
+        path: PathBuf,
+        /// Why, in words.
+        reason: String,
+    },
+
+    /// The identity's own certificate is revoked by a configured CRL.
+    #[error(
+        "the certificate \"{subject}\" in {} (serial {serial}) is revoked by a configured CRL \
+         (\"certificate revoked\"); issue a new certificate",
+        path.display()
+    )]
+    Revoked {
+        /// The identity file.
+        path: PathBuf,
+        /// The certificate's subject.
+        subject: String,
+        /// Its serial, hex.
+        serial: String,
+    },
+
+    /// The builder was not given something it needs.
+    #[error("{0}")]
+    Incomplete(&'static str),
+
+    /// A server that asks for client certificates was given no policy.
+    #[error(
+        "no authorization policy: a server that verifies client certificates must say which \
+         clients it accepts. Call `.policy(Policy::any_verified())` to accept every \
+         certificate issued by the client CAs, or a narrower policy such as \
+         `\"cn:service-a\".parse::<Policy>()?`"
+    )]
+    MissingPolicy,
+
+    /// No crypto provider is available.
+    #[error(
+        "no rustls crypto provider: enable the `aws-lc-rs` or `ring` feature of `mtls`, or \
+         install a process default with `CryptoProvider::install_default`"
+    )]
+    NoCryptoProvider,
+
+    /// A policy string did not parse.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+
+    /// rustls refused the configuration.
+    #[error("rustls refused the configuration: {0}")]
+    Rustls(#[source] rustls::Error),
+
+    /// Building the rustls certificate verifier failed.
+    #[error("cannot build the certificate verifier: {0}")]
+    Verifier(#[source] rustls::server::VerifierBuilderError),
+
+    /// File watching could not be set up.
+    #[cfg(feature = "watch")]
+    #[error("cannot watch {}: {source}", path.display())]
+    Watch {
+        /// The directory that could not be watched.
+        path: PathBuf,
+        /// What notify reported.
+        #[source]
+        source: notify::Error,
+    },
+}
+
+impl Error {
+    /// The file this error is about, when there is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Io { path, .. }
+            | Self::Empty { path }
+            | Self::NotPem { path, .. }
+            | Self::BadPem { path, .. }
+            | Self::NoCertificate { path, .. }
+            | Self::BadCertificate { path, .. }
+            | Self::NoPrivateKey { path, .. }
+            | Self::MultipleKeys { path, .. }
+            | Self::EncryptedKey { path }
+            | Self::UnsupportedKey { path, .. }
+            | Self::Expired { path, .. }
+            | Self::NotYetValid { path, .. }
+            | Self::CaCertificateAsLeaf { path, .. }
+            | Self::NoSubjectAltName { path, .. }
+            | Self::WrongExtendedKeyUsage { path, .. }
+            | Self::UnknownIssuer { path, .. }
+            | Self::ChainInvalid { path, .. }
+            | Self::NotACa { path, .. }
+            | Self::CaExpired { path, .. }
+            | Self::BadCrl { path, .. }
+            | Self::Revoked { path, .. } => Some(path),
+            Self::KeyMismatch { key, .. } => Some(key),
+            #[cfg(feature = "watch")]
+            Self::Watch { path, .. } => Some(path),
+            Self::Incomplete(_)
+            | Self::MissingPolicy
+            | Self::NoCryptoProvider
+            | Self::Policy(_)
+            | Self::Rustls(_)
+            | Self::Verifier(_) => None,
+        }
+    }
+}
+
+/// Formats a time as RFC 3339 in UTC (`2026-01-31T12:00:00Z`).
+pub(crate) fn fmt_time(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| format!("{t}"))
+}
+
+fn present_eku(present: &[String]) -> String {
+    if present.is_empty() {
+        "nothing".to_owned()
+    } else {
+        present.join(", ")
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
