@@ -98,7 +98,7 @@ pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> 
     Ok(out)
 }
 
-/// Loads CRL files, checking that each is issued by one of `cas`.
+/// Loads CRL files; each must parse, and one whose issuer is none of `cas` is logged.
 pub(crate) fn load_crls(
     paths: &[PathBuf],
     cas: &LoadedCas,
@@ -118,14 +118,15 @@ pub(crate) fn load_crls(
                     reason: e.to_string(),
                 })?;
             if !ca_names.iter().any(|n| n == parsed.issuer().as_raw()) {
-                return Err(Error::BadCrl {
-                    path: path.clone(),
-                    reason: format!(
-                        "it is issued by \"{}\", which is not one of the configured CAs; a CRL \
-                         must come from the CA that issued the certificates it revokes",
-                        parsed.issuer()
-                    ),
-                });
+                // Intermediates usually reach us in the peer's chain, not in the CA file,
+                // so a CRL from a CA we were not given is legitimate; say so in the log.
+                tracing::info!(
+                    target: "mtls::material",
+                    file = %path.display(),
+                    issuer = %parsed.issuer(),
+                    "CRL is issued by a CA that is not in the CA files (an intermediate?); \
+                     it applies to the certificates that CA issued"
+                );
             }
             if let Some(next) = parsed.next_update() {
                 let next = to_system_time(next.timestamp());

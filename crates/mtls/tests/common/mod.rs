@@ -1,0 +1,166 @@
+//! Shared helpers of the integration tests: a line-echo mTLS server on 127.0.0.1 and
+//! clients (ours, and raw rustls ones that skip our preflight checks).
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mtls::rustls;
+use mtls::{Client, Server, TlsListener};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A running server: answers every connection with one line describing the peer
+/// (`subject|generation|resumed`) or `anonymous`, then closes.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn serve(server: &Server) -> TestServer {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut listener = TlsListener::new(tcp, server.acceptor()).unwrap();
+    let addr = listener.local_addr();
+    let task = tokio::spawn(async move {
+        loop {
+            let mut conn = listener.accept().await;
+            tokio::spawn(async move {
+                let line = match conn.peer.identity() {
+                    Some(id) => format!(
+                        "{}|{}|{}\n",
+                        id.subject(),
+                        id.generation(),
+                        conn.peer.resumed()
+                    ),
+                    None => "anonymous\n".to_owned(),
+                };
+                let _ = conn.stream.write_all(line.as_bytes()).await;
+                let _ = conn.stream.shutdown().await;
+            });
+        }
+    });
+    TestServer { addr, task }
+}
+
+/// Connects with `client` and returns the server's line, or the error text.
+pub async fn ask(client: &Client, addr: SocketAddr) -> Result<String, String> {
+    let fut = async {
+        let mut tls = client
+            .connect(&format!("localhost:{}", addr.port()))
+            .await
+            .map_err(|e| e.to_string())?;
+        read_all(&mut tls).await
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+/// Connects with a raw rustls config (no preflight checks of ours).
+pub async fn ask_raw(config: Arc<rustls::ClientConfig>, addr: SocketAddr) -> Result<String, String> {
+    let fut = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        read_all(&mut tls).await
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+async fn read_all<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Result<String, String> {
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.map_err(|e| e.to_string())?;
+    if out.is_empty() {
+        return Err("connection closed without an answer".to_owned());
+    }
+    Ok(out.trim_end().to_owned())
+}
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(mtls::provider::feature_default().unwrap())
+}
+
+/// A rustls client config that trusts `ca_pem` and presents `cert_pem` + `key_pem`
+/// (or nothing), built without any of our checks.
+pub fn raw_client(
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in mtls::pem::load_certs(ca).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let cfg = match identity {
+        Some((cert, key)) => b
+            .with_client_auth_cert(
+                mtls::pem::load_certs(cert).unwrap(),
+                mtls::pem::load_key(key).unwrap(),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    Arc::new(cfg)
+}
+
+/// Captures `tracing` output of the current thread's tests into a buffer.
+#[derive(Clone, Default)]
+pub struct LogBuf(pub Arc<Mutex<Vec<u8>>>);
+
+impl LogBuf {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs a subscriber writing into the returned buffer, for the life of the guard.
+pub fn capture_logs() -> (LogBuf, tracing::subscriber::DefaultGuard) {
+    let buf = LogBuf::default();
+    let b2 = buf.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_writer(move || b2.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    (buf, tracing::subscriber::set_default(sub))
+}
+
+/// Waits until `f` returns true, for at most `secs` seconds.
+pub async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
