@@ -56,14 +56,14 @@ pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> 
         for (i, der) in certs.iter().enumerate() {
             let cert = parse(der, path, i + 1)?;
             let subject = cert.subject().to_string();
-            if let Ok(Some(bc)) = cert.basic_constraints() {
-                if !bc.value.ca {
-                    return Err(Error::NotACa {
-                        path: path.clone(),
-                        index: i + 1,
-                        subject,
-                    });
-                }
+            if let Ok(Some(bc)) = cert.basic_constraints()
+                && !bc.value.ca
+            {
+                return Err(Error::NotACa {
+                    path: path.clone(),
+                    index: i + 1,
+                    subject,
+                });
             }
             let not_after = to_system_time(cert.validity().not_after.timestamp());
             if not_after < now {
@@ -84,14 +84,14 @@ pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> 
             out.info.push((subject, not_after));
             out.certs.push(der.clone());
         }
-        if expired.len() == certs.len() {
-            if let Some((subject, not_after)) = expired.into_iter().next() {
-                return Err(Error::CaExpired {
-                    path: path.clone(),
-                    subject,
-                    not_after,
-                });
-            }
+        if expired.len() == certs.len()
+            && let Some((subject, not_after)) = expired.into_iter().next()
+        {
+            return Err(Error::CaExpired {
+                path: path.clone(),
+                subject,
+                not_after,
+            });
         }
     }
     out.roots = Arc::new(roots);
@@ -202,14 +202,14 @@ pub(crate) fn load_identity(
             not_before,
         });
     }
-    if let Ok(Some(bc)) = leaf.basic_constraints() {
-        if bc.value.ca {
-            return Err(Error::CaCertificateAsLeaf {
-                path: path.clone(),
-                subject,
-                role: checks.role,
-            });
-        }
+    if let Ok(Some(bc)) = leaf.basic_constraints()
+        && bc.value.ca
+    {
+        return Err(Error::CaCertificateAsLeaf {
+            path: path.clone(),
+            subject,
+            role: checks.role,
+        });
     }
     if let Ok(Some(eku)) = leaf.extended_key_usage() {
         let e = eku.value;
@@ -270,9 +270,8 @@ fn check_chain(
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default(),
     );
-    let (leaf, intermediates) = match chain.split_first() {
-        Some(x) => x,
-        None => return Ok(()),
+    let Some((leaf, intermediates)) = chain.split_first() else {
+        return Ok(());
     };
     let result = match server_name {
         Some(name) => rustls::client::WebPkiServerVerifier::builder_with_provider(

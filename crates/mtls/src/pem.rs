@@ -202,7 +202,7 @@ pub fn parse_crls(
     }
     for (i, crl) in crls.iter().enumerate() {
         match x509_parser::parse_x509_crl(crl.as_ref()) {
-            Ok((rest, _)) if rest.is_empty() => {}
+            Ok(([], _)) => {}
             Ok(_) => {
                 return Err(Error::BadCrl {
                     path: origin.to_owned(),
@@ -252,7 +252,7 @@ fn pem_detail(e: &rustls::pki_types::pem::Error) -> String {
 
 fn check_certificate(der: &[u8]) -> std::result::Result<(), String> {
     match x509_parser::parse_x509_certificate(der) {
-        Ok((rest, _)) if rest.is_empty() => Ok(()),
+        Ok(([], _)) => Ok(()),
         Ok(_) => Err("trailing data after the certificate".to_owned()),
         Err(e) => Err(e.to_string()),
     }

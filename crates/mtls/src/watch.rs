@@ -93,12 +93,7 @@ async fn run(reloader: Arc<Reloader>, options: WatchOptions, mut rx: mpsc::Unbou
                     return;
                 }
                 // Debounce: wait until no event has come for `debounce`.
-                loop {
-                    match tokio::time::timeout(options.debounce, rx.recv()).await {
-                        Ok(Some(())) => continue,
-                        Ok(None) | Err(_) => break,
-                    }
-                }
+                while let Ok(Some(())) = tokio::time::timeout(options.debounce, rx.recv()).await {}
             }
             _ = tick(&mut poll) => {}
             _ = expiry.tick() => {
