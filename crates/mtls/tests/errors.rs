@@ -32,7 +32,11 @@ fn says(err: &Error, file: &str, words: &[&str]) {
     for w in words {
         assert!(msg.contains(w), "message lacks {w:?}: {msg}");
     }
-    assert!(err.path().is_some_and(|p| p.ends_with(file)), "{:?}", err.path());
+    assert!(
+        err.path().is_some_and(|p| p.ends_with(file)),
+        "{:?}",
+        err.path()
+    );
 }
 
 #[test]
@@ -51,42 +55,66 @@ fn good_fixtures_build() {
 fn key_does_not_match_certificate() {
     let e = server("server-chain.crt", "mismatch.key").unwrap_err();
     assert!(matches!(e, Error::KeyMismatch { .. }), "{e:?}");
-    says(&e, "mismatch.key", &["does not match", "server-chain.crt", "key values mismatch"]);
+    says(
+        &e,
+        "mismatch.key",
+        &["does not match", "server-chain.crt", "key values mismatch"],
+    );
 }
 
 #[test]
 fn expired_leaf() {
     let e = client("expired.crt", "expired.key").unwrap_err();
     assert!(matches!(e, Error::Expired { .. }), "{e:?}");
-    says(&e, "expired.crt", &["expired on 2021-01-01", "issue a new one"]);
+    says(
+        &e,
+        "expired.crt",
+        &["expired on 2021-01-01", "issue a new one"],
+    );
 }
 
 #[test]
 fn not_yet_valid_leaf() {
     let e = client("not-yet-valid.crt", "not-yet-valid.key").unwrap_err();
     assert!(matches!(e, Error::NotYetValid { .. }), "{e:?}");
-    says(&e, "not-yet-valid.crt", &["not valid until 2090-01-01", "clock"]);
+    says(
+        &e,
+        "not-yet-valid.crt",
+        &["not valid until 2090-01-01", "clock"],
+    );
 }
 
 #[test]
 fn ca_certificate_used_as_server_leaf_is_explained() {
     let e = server("v3ca-leaf.crt", "v3ca-leaf.key").unwrap_err();
     assert!(matches!(e, Error::CaCertificateAsLeaf { .. }), "{e:?}");
-    says(&e, "v3ca-leaf.crt", &["CA:TRUE", "-extensions v3_ca", "CA:FALSE"]);
+    says(
+        &e,
+        "v3ca-leaf.crt",
+        &["CA:TRUE", "-extensions v3_ca", "CA:FALSE"],
+    );
 }
 
 #[test]
 fn server_leaf_without_subject_alt_name() {
     let e = server("no-san.crt", "no-san.key").unwrap_err();
     assert!(matches!(e, Error::NoSubjectAltName { .. }), "{e:?}");
-    says(&e, "no-san.crt", &["subjectAltName", "never against the CN"]);
+    says(
+        &e,
+        "no-san.crt",
+        &["subjectAltName", "never against the CN"],
+    );
 }
 
 #[test]
 fn client_auth_eku_missing_on_client_identity() {
     let e = client("server-eku-only.crt", "server-eku-only.key").unwrap_err();
     assert!(matches!(e, Error::WrongExtendedKeyUsage { .. }), "{e:?}");
-    says(&e, "server-eku-only.crt", &["lists serverAuth but not clientAuth"]);
+    says(
+        &e,
+        "server-eku-only.crt",
+        &["lists serverAuth but not clientAuth"],
+    );
 }
 
 #[test]
@@ -103,7 +131,11 @@ fn missing_intermediate() {
     says(
         &e,
         "orphan.crt",
-        &["Fixture Intermediate CA", "unable to get local issuer certificate", "cat leaf.crt intermediate.crt"],
+        &[
+            "Fixture Intermediate CA",
+            "unable to get local issuer certificate",
+            "cat leaf.crt intermediate.crt",
+        ],
     );
 }
 
@@ -154,7 +186,11 @@ fn key_where_certificate_expected_and_vice_versa() {
 
     let e = mtls::pem::load_key(fx("server.crt")).unwrap_err();
     assert!(matches!(e, Error::NoPrivateKey { .. }), "{e:?}");
-    says(&e, "server.crt", &["holds no private key", "cat server.crt server.key"]);
+    says(
+        &e,
+        "server.crt",
+        &["holds no private key", "cat server.crt server.key"],
+    );
 
     let e = mtls::pem::load_key(fx("server.der")).unwrap_err();
     assert!(matches!(e, Error::NoPrivateKey { .. }), "{e:?}");

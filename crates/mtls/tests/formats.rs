@@ -17,14 +17,14 @@ fn fx(name: &str) -> PathBuf {
 #[test]
 fn keys_in_every_openssl_format_load() {
     for key in [
-        "server.key",            // openssl genrsa (PKCS#8)
-        "client-rsa-pkcs1.key",  // genrsa -traditional (PKCS#1)
-        "client-ec.key",         // ecparam -genkey (EC PARAMETERS + SEC1)
-        "client-ed25519.key",    // genpkey -algorithm ed25519
-        "client-pkcs8.key",      // genpkey EC (PKCS#8)
-        "server.key.der",        // DER PKCS#8
-        "server.pem",            // combined cert + key
-        "server-crlf.pem",       // CRLF line endings
+        "server.key",           // openssl genrsa (PKCS#8)
+        "client-rsa-pkcs1.key", // genrsa -traditional (PKCS#1)
+        "client-ec.key",        // ecparam -genkey (EC PARAMETERS + SEC1)
+        "client-ed25519.key",   // genpkey -algorithm ed25519
+        "client-pkcs8.key",     // genpkey EC (PKCS#8)
+        "server.key.der",       // DER PKCS#8
+        "server.pem",           // combined cert + key
+        "server-crlf.pem",      // CRLF line endings
     ] {
         mtls::pem::load_key(fx(key)).unwrap_or_else(|e| panic!("{key}: {e}"));
     }
@@ -33,9 +33,15 @@ fn keys_in_every_openssl_format_load() {
 #[test]
 fn certificates_bundles_and_crls_load() {
     assert_eq!(mtls::pem::load_certs(fx("ca-bundle.pem")).unwrap().len(), 3);
-    assert_eq!(mtls::pem::load_certs(fx("server-chain.crt")).unwrap().len(), 2);
+    assert_eq!(
+        mtls::pem::load_certs(fx("server-chain.crt")).unwrap().len(),
+        2
+    );
     assert_eq!(mtls::pem::load_certs(fx("server.pem")).unwrap().len(), 2);
-    assert_eq!(mtls::pem::load_certs(fx("server-crlf.pem")).unwrap().len(), 2);
+    assert_eq!(
+        mtls::pem::load_certs(fx("server-crlf.pem")).unwrap().len(),
+        2
+    );
     let der = mtls::pem::load_certs(fx("server.der")).unwrap();
     let pem = mtls::pem::load_certs(fx("server.crt")).unwrap();
     assert_eq!(der, pem);
@@ -70,11 +76,16 @@ async fn openssl_pki_drives_real_handshakes() {
             .ca(fx("ca-bundle.pem"))
             .build()
             .unwrap_or_else(|e| panic!("{cert}: {e}"));
-        let line = ask(&client, srv.addr).await.unwrap_or_else(|e| panic!("{cert}: {e}"));
+        let line = ask(&client, srv.addr)
+            .await
+            .unwrap_or_else(|e| panic!("{cert}: {e}"));
         assert!(line.contains(&format!("CN={cn}")), "{cert}: {line}");
     }
     // The revoked client from the same CA database is refused.
-    let cfg = common::raw_client(&fx("ca.crt"), Some((&fx("revoked.crt"), &fx("revoked.key"))));
+    let cfg = common::raw_client(
+        &fx("ca.crt"),
+        Some((&fx("revoked.crt"), &fx("revoked.key"))),
+    );
     assert!(common::ask_raw(cfg, srv.addr).await.is_err());
 }
 
@@ -133,5 +144,9 @@ fn damaged_input_never_panics() {
         )]);
     }
     // Random bytes are overwhelmingly rejected; the point is that none of it panicked.
-    assert!(errors > inputs.len(), "{errors} errors for {} inputs", inputs.len());
+    assert!(
+        errors > inputs.len(),
+        "{errors} errors for {} inputs",
+        inputs.len()
+    );
 }

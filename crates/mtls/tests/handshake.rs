@@ -52,7 +52,10 @@ async fn no_certificate_is_refused_when_required_and_logged() {
 async fn no_certificate_is_anonymous_when_optional() {
     let pki = TestPki::new();
     let srv = serve(&server(&pki, ClientAuth::Optional)).await;
-    assert_eq!(ask(&client(&pki, None), srv.addr).await.unwrap(), "anonymous");
+    assert_eq!(
+        ask(&client(&pki, None), srv.addr).await.unwrap(),
+        "anonymous"
+    );
     // A client that does present a certificate is still verified and identified.
     let line = ask(&client(&pki, Some("bob")), srv.addr).await.unwrap();
     assert!(line.starts_with("CN=bob|"), "{line}");
@@ -107,7 +110,10 @@ async fn revoked_certificate_is_refused_and_logged_with_its_serial() {
     let (_, sfiles) = pki.server("localhost");
     let (revoked, rfiles) = pki.client("revoked");
     let (_, gfiles) = pki.client("good");
-    let crl = pki.intermediate.crl(&[&revoked]).write(pki.dir.path(), "int.crl");
+    let crl = pki
+        .intermediate
+        .crl(&[&revoked])
+        .write(pki.dir.path(), "int.crl");
     let server = Server::builder()
         .identity(&sfiles.cert, &sfiles.key)
         .client_ca(pki.ca_file())
@@ -120,7 +126,12 @@ async fn revoked_certificate_is_refused_and_logged_with_its_serial() {
     let bad = raw_client(&pki.ca_file(), Some((&rfiles.cert, &rfiles.key)));
     assert!(ask_raw(bad, srv.addr).await.is_err());
     let good = raw_client(&pki.ca_file(), Some((&gfiles.cert, &gfiles.key)));
-    assert!(ask_raw(good, srv.addr).await.unwrap().starts_with("CN=good|"));
+    assert!(
+        ask_raw(good, srv.addr)
+            .await
+            .unwrap()
+            .starts_with("CN=good|")
+    );
     let serial: String = revoked
         .serial()
         .iter()
@@ -202,6 +213,9 @@ async fn tls12_only_and_alpn_are_negotiated() {
         .await
         .unwrap();
     let conn = tls.get_ref().1;
-    assert_eq!(conn.protocol_version(), Some(mtls::rustls::ProtocolVersion::TLSv1_2));
+    assert_eq!(
+        conn.protocol_version(),
+        Some(mtls::rustls::ProtocolVersion::TLSv1_2)
+    );
     assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
 }

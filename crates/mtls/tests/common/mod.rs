@@ -65,7 +65,10 @@ pub async fn ask(client: &Client, addr: SocketAddr) -> Result<String, String> {
 }
 
 /// Connects with a raw rustls config (no preflight checks of ours).
-pub async fn ask_raw(config: Arc<rustls::ClientConfig>, addr: SocketAddr) -> Result<String, String> {
+pub async fn ask_raw(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+) -> Result<String, String> {
     let fut = async {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
@@ -84,7 +87,9 @@ pub async fn ask_raw(config: Arc<rustls::ClientConfig>, addr: SocketAddr) -> Res
 
 async fn read_all<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Result<String, String> {
     let mut out = String::new();
-    s.read_to_string(&mut out).await.map_err(|e| e.to_string())?;
+    s.read_to_string(&mut out)
+        .await
+        .map_err(|e| e.to_string())?;
     if out.is_empty() {
         return Err("connection closed without an answer".to_owned());
     }
@@ -97,10 +102,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// A rustls client config that trusts `ca_pem` and presents `cert_pem` + `key_pem`
 /// (or nothing), built without any of our checks.
-pub fn raw_client(
-    ca: &Path,
-    identity: Option<(&Path, &Path)>,
-) -> Arc<rustls::ClientConfig> {
+pub fn raw_client(ca: &Path, identity: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for c in mtls::pem::load_certs(ca).unwrap() {
         roots.add(c).unwrap();
@@ -163,4 +165,76 @@ pub async fn eventually(secs: u64, mut f: impl AsyncFnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// A server that answers every line it reads with the peer line, until the peer closes.
+pub async fn serve_lines(server: &Server) -> TestServer {
+    use tokio::io::AsyncBufReadExt;
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut listener = TlsListener::new(tcp, server.acceptor()).unwrap();
+    let addr = listener.local_addr();
+    let task = tokio::spawn(async move {
+        loop {
+            let conn = listener.accept().await;
+            tokio::spawn(async move {
+                let peer = match conn.peer.identity() {
+                    Some(id) => format!(
+                        "{}|{}|{}\n",
+                        id.subject(),
+                        id.generation(),
+                        conn.peer.resumed()
+                    ),
+                    None => "anonymous\n".to_owned(),
+                };
+                let (r, mut w) = tokio::io::split(conn.stream);
+                let mut lines = tokio::io::BufReader::new(r).lines();
+                while let Ok(Some(_)) = lines.next_line().await {
+                    if w.write_all(peer.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    TestServer { addr, task }
+}
+
+/// One request/answer on an open line connection.
+pub async fn roundtrip<S>(s: &mut S) -> Result<String, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let fut = async {
+        s.write_all(b"who\n").await.map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            let n = s.read(&mut byte).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed".to_owned());
+            }
+            if byte[0] == b'\n' {
+                break;
+            }
+            buf.push(byte[0]);
+        }
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+/// The subject CN of the certificate the server presented on `tls`.
+pub fn server_cn(tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+    let certs = tls.get_ref().1.peer_certificates().unwrap();
+    let id = mtls::PeerIdentity::from_chain(certs).unwrap();
+    id.common_name().unwrap_or_default().to_owned()
+}
+
+/// Writes `data` to `path` by writing a temporary file beside it and renaming it over.
+pub fn write_atomic(path: &Path, data: &[u8]) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, data).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
