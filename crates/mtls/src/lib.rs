@@ -54,6 +54,7 @@ pub mod provider;
 pub mod reload;
 pub mod server;
 mod session;
+mod spiffe;
 pub mod verify;
 #[cfg(feature = "watch")]
 mod watch;
@@ -61,8 +62,10 @@ mod watch;
 pub use acceptor::{Accepted, Acceptor, HandshakeError, ListenerOptions, Peer, TlsListener};
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result, Role};
-pub use identity::{DefaultExtractor, ExtractError, IdentityExtractor, PeerIdentity};
-pub use policy::{Denied, Policy, PolicyError};
+pub use identity::{
+    DefaultExtractor, ExtractError, IdentityExtractor, PeerIdentity, SpiffeId, SpiffeIdError,
+};
+pub use policy::{Authorize, Denied, Policy, PolicyError};
 pub use reload::{ReloadEvent, ReloadHandle, ReloadStatus, WatchGuard, WatchOptions};
 pub use server::{ClientAuth, Server, ServerBuilder, TlsVersion};
 pub use verify::Rejection;

@@ -330,7 +330,7 @@ mod tests {
         assert!(matches!(e, Error::NotPem { .. }), "{e}");
         assert!(e.to_string().contains("g.pem"));
         assert!(matches!(
-            parse_key(b"\x30\x03\x02\x01\x00", p),
+            parse_key(b"\x01\x02\x03garbage", p),
             Err(Error::NotPem { .. })
         ));
     }

@@ -1,0 +1,1 @@
+//! hyper adapter for mtls (in progress).

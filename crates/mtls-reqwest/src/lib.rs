@@ -1,0 +1,1 @@
+//! reqwest adapter for mtls (in progress).
