@@ -189,11 +189,13 @@ impl Reloader {
         }
     }
 
+    #[cfg(feature = "watch")]
     pub(crate) fn material_paths(&self) -> Vec<PathBuf> {
         self.material.paths()
     }
 
     /// A digest of every file's contents, to tell whether anything changed.
+    #[cfg(feature = "watch")]
     pub(crate) fn content_digest(&self) -> Vec<u8> {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
