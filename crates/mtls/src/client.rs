@@ -217,7 +217,7 @@ impl ClientBuilder {
             .with_protocol_versions(&versions(&self.versions))
             .map_err(Error::Rustls)?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
+            .with_custom_certificate_verifier(verifier.clone())
             .with_client_cert_resolver(resolver);
         config.alpn_protocols = self.alpn.clone();
         config.resumption = if self.session_cache == 0 {
@@ -229,6 +229,7 @@ impl ClientBuilder {
             config: Arc::new(config),
             handle: ReloadHandle { inner: reloader },
             server_name,
+            verifier,
         })
     }
 }
@@ -244,6 +245,7 @@ pub struct Client {
     config: Arc<ClientConfig>,
     handle: ReloadHandle,
     server_name: Option<ServerName<'static>>,
+    verifier: Arc<ServerVerifier>,
 }
 
 impl Client {
@@ -260,6 +262,12 @@ impl Client {
     /// The reload handle.
     pub fn handle(&self) -> ReloadHandle {
         self.handle.clone()
+    }
+
+    /// The server-certificate verifier inside [`config`](Self::config): WebPki validation
+    /// (chain, expiry, host name, CRLs) with the current CAs, then the server policy.
+    pub fn server_verifier(&self) -> Arc<dyn rustls::client::danger::ServerCertVerifier> {
+        self.verifier.clone()
     }
 
     /// A tokio-rustls connector over [`config`](Self::config).

@@ -298,7 +298,7 @@ impl ServerBuilder {
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&versions(&self.versions))
             .map_err(Error::Rustls)?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(verifier.clone())
             .with_cert_resolver(resolver);
         config.alpn_protocols = self.alpn.clone();
         config.session_storage = Arc::new(EpochSessionStore::new(self.session_cache, epoch));
@@ -310,6 +310,7 @@ impl ServerBuilder {
             handle: ReloadHandle { inner: reloader },
             shared: Arc::new(ServerShared { cache, trust }),
             handshake_timeout: self.handshake_timeout,
+            verifier,
         })
     }
 }
@@ -332,6 +333,7 @@ pub struct Server {
     handle: ReloadHandle,
     shared: Arc<ServerShared>,
     handshake_timeout: Duration,
+    verifier: Arc<ClientVerifier>,
 }
 
 impl Server {
@@ -348,6 +350,13 @@ impl Server {
     /// The reload handle.
     pub fn handle(&self) -> ReloadHandle {
         self.handle.clone()
+    }
+
+    /// The client-certificate verifier inside [`config`](Self::config): WebPki validation
+    /// with the current CAs and CRLs, then the current policy. For building your own
+    /// rustls config around it, or for checking a chain outside a handshake.
+    pub fn client_verifier(&self) -> Arc<dyn rustls::server::danger::ClientCertVerifier> {
+        self.verifier.clone()
     }
 
     /// An acceptor that runs handshakes with a timeout and returns the peer's identity.
