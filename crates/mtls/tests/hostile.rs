@@ -1,0 +1,222 @@
+//! Hostile clients: stalled handshakes beyond the cap, a huge certificate chain, a client
+//! that disconnects mid-handshake, garbage instead of a ClientHello. The server keeps
+//! serving good clients throughout, and what it holds stays bounded.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{ask, ask_raw, raw_client};
+use mtls::{Client, ListenerOptions, Policy, Server, TlsListener};
+use mtls_testing::TestPki;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+struct Running {
+    addr: std::net::SocketAddr,
+    stats: Arc<mtls::acceptor::ListenerStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn start(pki: &TestPki, cap: usize, timeout: Duration) -> Running {
+    let (_, sf) = pki.server("localhost");
+    let server = Server::builder()
+        .identity(&sf.cert, &sf.key)
+        .client_ca(pki.ca_file())
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut listener = TlsListener::with_options(
+        tcp,
+        server.acceptor().with_timeout(timeout),
+        ListenerOptions::default().max_handshakes(cap),
+    )
+    .unwrap();
+    let addr = listener.local_addr();
+    let stats = listener.stats();
+    let task = tokio::spawn(async move {
+        loop {
+            let mut conn = listener.accept().await;
+            tokio::spawn(async move {
+                let _ = conn.stream.write_all(b"hello\n").await;
+                let _ = conn.stream.shutdown().await;
+            });
+        }
+    });
+    Running { addr, stats, task }
+}
+
+fn good_client(pki: &TestPki) -> Client {
+    let (_, f) = pki.client("good");
+    Client::builder()
+        .identity(f.cert, f.key)
+        .ca(pki.ca_file())
+        .build()
+        .unwrap()
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_beyond_the_cap_do_not_lock_out_a_good_client() {
+    let pki = TestPki::new();
+    let srv = start(&pki, 16, Duration::from_secs(30)).await;
+    let client = good_client(&pki);
+    // 64 connections that never send a byte: four times the cap.
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(TcpStream::connect(srv.addr).await.unwrap());
+    }
+    for round in 0..5 {
+        assert_eq!(
+            ask(&client, srv.addr).await.unwrap(),
+            "hello",
+            "round {round}"
+        );
+        // More stallers keep arriving between the good requests.
+        for _ in 0..16 {
+            idle.push(TcpStream::connect(srv.addr).await.unwrap());
+        }
+    }
+    assert!(
+        srv.stats.handshakes_evicted() > 0,
+        "the cap was never reached"
+    );
+    assert!(srv.stats.handshakes_ok() >= 5);
+    drop(idle);
+}
+
+#[tokio::test]
+async fn stalled_handshakes_time_out() {
+    let pki = TestPki::new();
+    let srv = start(&pki, 64, Duration::from_millis(300)).await;
+    let _idle: Vec<_> = open_idle(3, srv.addr).await;
+    assert!(
+        common::eventually(5, async || srv.stats.handshakes_timed_out() >= 3).await,
+        "{:?}",
+        srv.stats
+    );
+}
+
+async fn open_idle(n: usize, addr: std::net::SocketAddr) -> Vec<TcpStream> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(TcpStream::connect(addr).await.unwrap());
+    }
+    v
+}
+
+#[tokio::test]
+async fn a_huge_certificate_chain_is_refused_and_the_server_keeps_serving() {
+    let pki = TestPki::new();
+    let srv = start(&pki, 64, Duration::from_secs(5)).await;
+    let (_, f) = pki.client("huge");
+    // The leaf followed by 300 copies of the intermediate: a Certificate message far over
+    // what the server accepts.
+    let mut chain = mtls::pem::load_certs(&f.cert).unwrap();
+    let inter = chain[1].clone();
+    chain.extend(std::iter::repeat_n(inter, 300));
+    let provider = common::provider();
+    let mut roots = mtls::rustls::RootCertStore::empty();
+    roots
+        .add(mtls::pem::load_certs(pki.ca_file()).unwrap().remove(0))
+        .unwrap();
+    let cfg = mtls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, mtls::pem::load_key(&f.key).unwrap())
+        .unwrap();
+    assert!(ask_raw(Arc::new(cfg), srv.addr).await.is_err());
+    assert_eq!(ask(&good_client(&pki), srv.addr).await.unwrap(), "hello");
+    assert!(common::eventually(5, async || srv.stats.handshakes_failed() >= 1).await);
+}
+
+#[tokio::test]
+async fn disconnects_mid_handshake_and_garbage_do_not_hurt() {
+    let pki = TestPki::new();
+    let srv = start(&pki, 64, Duration::from_secs(5)).await;
+    let client = good_client(&pki);
+    // A real ClientHello, cut off in the middle.
+    let hello = capture_client_hello(&pki).await;
+    for cut in [1, 5, hello.len() / 2, hello.len() - 1] {
+        let mut s = TcpStream::connect(srv.addr).await.unwrap();
+        s.write_all(&hello[..cut]).await.unwrap();
+        drop(s);
+    }
+    // Garbage instead of a ClientHello, including an HTTP request.
+    for junk in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 0x01, 0x00][..],
+        &[0u8; 4096][..],
+    ] {
+        let mut s = TcpStream::connect(srv.addr).await.unwrap();
+        let _ = s.write_all(junk).await;
+        let _ = s.shutdown().await;
+    }
+    assert_eq!(ask(&client, srv.addr).await.unwrap(), "hello");
+    assert!(
+        common::eventually(5, async || srv.stats.handshakes_failed() >= 7).await,
+        "{:?}",
+        srv.stats
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_under_many_hostile_connections() {
+    let pki = TestPki::new();
+    let srv = start(&pki, 32, Duration::from_millis(500)).await;
+    let client = good_client(&pki);
+    assert_eq!(ask(&client, srv.addr).await.unwrap(), "hello");
+    let before = rss_kib();
+    for wave in 0..5 {
+        let mut conns = Vec::new();
+        for i in 0..200 {
+            let mut s = TcpStream::connect(srv.addr).await.unwrap();
+            if i % 2 == 0 {
+                let _ = s.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]).await; // promises 16 KiB
+            }
+            conns.push(s);
+        }
+        assert_eq!(
+            ask(&client, srv.addr).await.unwrap(),
+            "hello",
+            "wave {wave}"
+        );
+        drop(conns);
+    }
+    let grown = rss_kib().saturating_sub(before);
+    // 1,000 hostile connections, at most 32 handshakes held at once: growth stays far below
+    // what holding them all would cost.
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+    assert!(srv.stats.handshakes_evicted() > 0);
+}
+
+/// The first flight of a real client, as bytes.
+async fn capture_client_hello(pki: &TestPki) -> Vec<u8> {
+    let cfg = raw_client(&pki.ca_file(), None);
+    let name = mtls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = mtls::rustls::ClientConnection::new(cfg, name).unwrap();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    out
+}
