@@ -151,7 +151,6 @@ impl<E: IdentityExtractor> Server<E> {
         S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
             + Clone
             + Send
-            + Sync
             + 'static,
         S::Future: Send + 'static,
         S::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -170,7 +169,6 @@ impl<E: IdentityExtractor> Server<E> {
         S: tower_service::Service<Request<Incoming>, Response = Response<B>>
             + Clone
             + Send
-            + Sync
             + 'static,
         S::Future: Send + 'static,
         S::Error: Into<Box<dyn StdError + Send + Sync>>,
@@ -189,7 +187,6 @@ impl<E: IdentityExtractor> Server<E> {
         S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
             + Clone
             + Send
-            + Sync
             + 'static,
         S::Future: Send + 'static,
         S::Error: Into<Box<dyn StdError + Send + Sync>>,
