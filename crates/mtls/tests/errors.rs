@@ -1,5 +1,7 @@
 //! Every preflight error, produced from a real bad file, names that file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use mtls::{Client, Error, Policy, Server};

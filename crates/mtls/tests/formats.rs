@@ -1,6 +1,8 @@
 //! Every file format OpenSSL writes loads, and drives a real handshake; nothing panics on
 //! damaged input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::PathBuf;
@@ -139,7 +141,7 @@ fn damaged_input_never_panics() {
         errors += usize::from(mtls::pem::parse_certs(input, origin).is_err());
         errors += usize::from(mtls::pem::parse_key(input, origin).is_err());
         errors += usize::from(mtls::pem::parse_crls(input, origin).is_err());
-        let _ = mtls::PeerIdentity::from_chain(&[mtls::rustls::pki_types::CertificateDer::from(
+        let _ = mtls::PeerIdentity::from_chain(&[rustls::pki_types::CertificateDer::from(
             input.as_slice(),
         )]);
     }

@@ -1,5 +1,7 @@
 //! Handshakes over real loopback TLS: who gets in, who does not, and what the server logs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{ask, ask_raw, capture_logs, raw_client, serve};
@@ -215,7 +217,7 @@ async fn tls12_only_and_alpn_are_negotiated() {
     let conn = tls.get_ref().1;
     assert_eq!(
         conn.protocol_version(),
-        Some(mtls::rustls::ProtocolVersion::TLSv1_2)
+        Some(rustls::ProtocolVersion::TLSv1_2)
     );
     assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
 }

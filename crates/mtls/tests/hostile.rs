@@ -2,6 +2,8 @@
 //! that disconnects mid-handshake, garbage instead of a ClientHello. The server keeps
 //! serving good clients throughout, and what it holds stays bounded.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -134,11 +136,11 @@ async fn a_huge_certificate_chain_is_refused_and_the_server_keeps_serving() {
     let inter = chain[1].clone();
     chain.extend(std::iter::repeat_n(inter, 300));
     let provider = common::provider();
-    let mut roots = mtls::rustls::RootCertStore::empty();
+    let mut roots = rustls::RootCertStore::empty();
     roots
         .add(mtls::pem::load_certs(pki.ca_file()).unwrap().remove(0))
         .unwrap();
-    let cfg = mtls::rustls::ClientConfig::builder_with_provider(provider)
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
@@ -212,8 +214,8 @@ async fn memory_stays_bounded_under_many_hostile_connections() {
 /// The first flight of a real client, as bytes.
 async fn capture_client_hello(pki: &TestPki) -> Vec<u8> {
     let cfg = raw_client(&pki.ca_file(), None);
-    let name = mtls::rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut conn = mtls::rustls::ClientConnection::new(cfg, name).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(cfg, name).unwrap();
     let mut out = Vec::new();
     while conn.wants_write() {
         conn.write_tls(&mut out).unwrap();

@@ -2,6 +2,8 @@
 //! kind one certificate that passes and one that is refused before any application code
 //! runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{ask, capture_logs, serve};

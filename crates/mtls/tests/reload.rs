@@ -1,6 +1,8 @@
 //! Hot reload over real loopback TLS: files replaced on disk, bad files refused while the
 //! old material keeps serving, trust changes that resumption cannot skip, client rotation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -8,8 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{ask, eventually, roundtrip, serve, serve_lines, server_cn, write_atomic};
-use mtls::{Client, Error, Policy, ReloadEvent, Server, WatchOptions};
+use common::{ask, eventually, serve, server_cn};
+#[cfg(feature = "watch")]
+use common::{roundtrip, serve_lines, write_atomic};
+#[cfg(feature = "watch")]
+use mtls::WatchOptions;
+use mtls::{Client, Error, Policy, ReloadEvent, Server};
 use mtls_testing::{Leaf, TestPki};
 
 /// Writes a server leaf for `cn` (DNS SANs `cn` and localhost) and returns (chain, key) PEM.
@@ -59,6 +65,7 @@ async fn cn_of_new_connection(client: &Client, port: u16) -> String {
     }
 }
 
+#[cfg(feature = "watch")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watched_files_replaced_three_ways_are_picked_up_without_dropping_connections() {
     let pki = TestPki::new();
@@ -114,6 +121,7 @@ async fn watched_files_replaced_three_ways_are_picked_up_without_dropping_connec
     assert!(server.handle().generation() >= 3);
 }
 
+#[cfg(feature = "watch")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_secret_symlink_swap_is_picked_up() {
     #[cfg(unix)]
@@ -169,6 +177,7 @@ async fn kubernetes_secret_symlink_swap_is_picked_up() {
     }
 }
 
+#[cfg(feature = "watch")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_fallback_picks_up_changes() {
     let pki = TestPki::new();
@@ -195,6 +204,9 @@ async fn polling_fallback_picks_up_changes() {
     );
 }
 
+/// What is damaged, how, and which error it must give.
+type DamageCase<'a> = (&'a str, Box<dyn Fn() + 'a>, fn(&Error) -> bool);
+
 #[tokio::test]
 async fn bad_files_keep_the_old_material_and_report_the_error() {
     let pki = TestPki::new();
@@ -210,7 +222,7 @@ async fn bad_files_keep_the_old_material_and_report_the_error() {
     let other_key = server_leaf(&pki, "unrelated").1;
     let half = &good.0[..good.0.len() / 2];
 
-    let cases: Vec<(&str, Box<dyn Fn()>, fn(&Error) -> bool)> = vec![
+    let cases: Vec<DamageCase<'_>> = vec![
         (
             "garbage certificate",
             Box::new(|| std::fs::write(&cert, "garbage\n").unwrap()),

@@ -1,6 +1,6 @@
 //! Shared helpers of the integration tests: a line-echo mTLS server on 127.0.0.1 and
 //! clients (ours, and raw rustls ones that skip our preflight checks).
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -123,15 +123,10 @@ pub fn raw_client(ca: &Path, identity: Option<(&Path, &Path)>) -> Arc<rustls::Cl
     Arc::new(cfg)
 }
 
-/// Captures `tracing` output of the current thread's tests into a buffer.
+/// Everything logged by this test binary (one global subscriber: per-thread subscribers
+/// race with tracing's callsite-interest cache when tests run in parallel).
 #[derive(Clone, Default)]
 pub struct LogBuf(pub Arc<Mutex<Vec<u8>>>);
-
-impl LogBuf {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 impl Write for LogBuf {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -143,16 +138,38 @@ impl Write for LogBuf {
     }
 }
 
-/// Installs a subscriber writing into the returned buffer, for the life of the guard.
-pub fn capture_logs() -> (LogBuf, tracing::subscriber::DefaultGuard) {
-    let buf = LogBuf::default();
-    let b2 = buf.clone();
-    let sub = tracing_subscriber::fmt()
-        .with_writer(move || b2.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .finish();
-    (buf, tracing::subscriber::set_default(sub))
+/// The log lines written since this view was made.
+pub struct LogView {
+    buf: LogBuf,
+    start: usize,
+}
+
+impl LogView {
+    pub fn text(&self) -> String {
+        let all = self.buf.0.lock().unwrap();
+        String::from_utf8_lossy(&all[self.start.min(all.len())..]).into_owned()
+    }
+}
+
+/// Starts capturing: installs the global subscriber once, and returns a view of what is
+/// logged from now on. Assert on strings unique to the test (subjects, serials).
+pub fn capture_logs() -> (LogView, ()) {
+    static GLOBAL: std::sync::OnceLock<LogBuf> = std::sync::OnceLock::new();
+    let buf = GLOBAL
+        .get_or_init(|| {
+            let buf = LogBuf::default();
+            let b2 = buf.clone();
+            let sub = tracing_subscriber::fmt()
+                .with_writer(move || b2.clone())
+                .with_ansi(false)
+                .with_max_level(tracing::Level::DEBUG)
+                .finish();
+            let _ = tracing::subscriber::set_global_default(sub);
+            buf
+        })
+        .clone();
+    let start = buf.0.lock().unwrap().len();
+    (LogView { buf, start }, ())
 }
 
 /// Waits until `f` returns true, for at most `secs` seconds.
