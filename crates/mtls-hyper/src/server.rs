@@ -28,7 +28,7 @@
 //! [`Server::serve`] takes a hyper [`Service`](hyper::service::Service), such as
 //! [`hyper::service::service_fn`]. A `tower::Service` (an axum `Router`, tonic's routes,
 //! a `tower::ServiceBuilder` stack) is served by wrapping it in
-//! [`TowerToHyperService`](hyper_util::service::TowerToHyperService), or with
+//! [`TowerToHyperService`], or with
 //! [`Server::serve_tower`].
 //!
 //! # Shutdown

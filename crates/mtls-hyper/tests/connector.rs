@@ -1,5 +1,6 @@
 //! `mtls_hyper::Connector` in hyper-util's client against `mtls_hyper::Server` over real
 //! TLS on 127.0.0.1: identities both ways, server policy, untrusted servers, rotation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

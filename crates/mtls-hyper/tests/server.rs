@@ -1,6 +1,7 @@
 //! `mtls_hyper::Server` over real TLS on 127.0.0.1: identity in request extensions for
 //! HTTP/1.1 and HTTP/2, custom principals, anonymous clients, graceful shutdown and
 //! stalled handshakes.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
