@@ -1,0 +1,315 @@
+//! An axum server over mutual TLS, configured from the command line.
+//!
+//! ```text
+//! cargo run --example axum_server -- --listen 127.0.0.1:8443 \
+//!     --cert server.crt --key server.key --client-ca ca.crt --allow cn:alice
+//! ```
+//!
+//! Routes: `GET /whoami` answers with the client's identity as JSON (401 for a client
+//! without a certificate); `GET /admin` only for the common name `admin` (or
+//! `--admin-cn`), 403 otherwise. Run with `--help` for the flags. Once ready it prints
+//! `listening on ADDR` on stdout. Bad flags or files: a message on stderr and exit code 2.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use axum::Router;
+use axum::routing::get;
+use mtls::{ClientAuth, Policy, Server};
+use mtls_axum::{MtlsListener, MtlsRouterExt, PeerIdentity, RequirePolicyLayer};
+
+const USAGE: &str = "\
+usage: axum_server --listen ADDR --cert FILE --key FILE --client-ca FILE [--client-ca FILE]...
+                   (--allow SPEC [--allow SPEC]... | --allow-any)
+                   [--crl FILE]... [--optional-client-auth] [--admin-cn NAME] [--watch]
+
+An axum HTTPS server that requires client certificates (mutual TLS).
+
+  --listen ADDR            address to listen on, e.g. 127.0.0.1:8443 (port 0: any free port)
+  --cert FILE              the server's certificate chain (PEM, leaf first)
+  --key FILE               the server's private key (PEM)
+  --client-ca FILE         CA certificates that issue client certificates; repeat to trust
+                           several (e.g. the old and the new CA during a rotation)
+  --crl FILE               a CRL from one of the client CAs (PEM or DER); repeatable
+  --allow SPEC             which clients may connect: a policy such as cn:NAME, dns:NAME,
+                           uri:URI, spiffe:TRUST-DOMAIN, o:ORG, ou:UNIT, sha256:FINGERPRINT;
+                           several --allow flags admit a client matching any of them
+  --allow-any              admit every client whose certificate chains to a client CA
+  --optional-client-auth   clients may also connect without a certificate (anonymous:
+                           GET /whoami then answers 401)
+  --admin-cn NAME          the common name allowed on GET /admin (default: admin)
+  --watch                  reload certificate, key, CAs and CRLs when their files change
+  -h, --help               show this help
+
+Routes:
+  GET /whoami   the client's identity as JSON (401 without a client certificate)
+  GET /admin    only for the --admin-cn client (403 for others)
+
+Once ready, prints `listening on ADDR` (the bound address) on stdout.
+Exit codes: 0 after Ctrl-C or SIGTERM, 1 on a runtime error, 2 on bad flags or files.
+";
+
+/// The parsed command line.
+#[derive(Debug)]
+struct Args {
+    listen: String,
+    cert: PathBuf,
+    key: PathBuf,
+    client_cas: Vec<PathBuf>,
+    crls: Vec<PathBuf>,
+    policy: Policy,
+    optional_client_auth: bool,
+    admin_cn: String,
+    watch: bool,
+}
+
+enum Parsed {
+    Run(Box<Args>),
+    Help,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+    let mut listen = None;
+    let mut cert = None;
+    let mut key = None;
+    let mut client_cas = Vec::new();
+    let mut crls = Vec::new();
+    let mut allow = Vec::new();
+    let mut allow_any = false;
+    let mut optional_client_auth = false;
+    let mut admin_cn = None;
+    let mut watch = false;
+
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        // Accept both `--flag value` and `--flag=value`.
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match inline.clone().or_else(|| args.next()) {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => Err(format!("{flag} needs a value ({what})")),
+            }
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--listen" => listen = Some(value("an address such as 127.0.0.1:8443")?),
+            "--cert" => cert = Some(PathBuf::from(value("a PEM file")?)),
+            "--key" => key = Some(PathBuf::from(value("a PEM file")?)),
+            "--client-ca" => client_cas.push(PathBuf::from(value("a PEM file")?)),
+            "--crl" => crls.push(PathBuf::from(value("a PEM or DER file")?)),
+            "--allow" => allow.push(value("a policy such as cn:alice")?),
+            "--admin-cn" => admin_cn = Some(value("a common name")?),
+            "--allow-any" | "--optional-client-auth" | "--watch" if inline.is_some() => {
+                return Err(format!("{flag} takes no value"));
+            }
+            "--allow-any" => allow_any = true,
+            "--optional-client-auth" => optional_client_auth = true,
+            "--watch" => watch = true,
+            other if other.starts_with('-') => return Err(format!("unknown flag `{other}`")),
+            other => return Err(format!("unexpected argument `{other}`")),
+        }
+    }
+
+    let listen = listen.ok_or("--listen ADDR is required")?;
+    let cert = cert.ok_or("--cert FILE is required (the server's certificate)")?;
+    let key = key.ok_or("--key FILE is required (the server's private key)")?;
+    if client_cas.is_empty() {
+        return Err("--client-ca FILE is required (the CA that issues client certificates)".into());
+    }
+    let policy = match (allow.is_empty(), allow_any) {
+        (true, false) => {
+            return Err(
+                "say which clients may connect: --allow SPEC (e.g. --allow cn:alice, \
+                        repeatable) or --allow-any for every client with a certificate from \
+                        a --client-ca; there is no default, so that admitting everyone is a \
+                        deliberate choice"
+                    .into(),
+            );
+        }
+        (false, true) => {
+            return Err(
+                "--allow and --allow-any exclude each other: --allow-any already \
+                        admits every client certificate from a --client-ca"
+                    .into(),
+            );
+        }
+        (true, true) => Policy::any_verified(),
+        (false, false) => {
+            Policy::parse_any(&allow).map_err(|e| format!("bad --allow value: {e}"))?
+        }
+    };
+    let admin_cn = admin_cn.unwrap_or_else(|| "admin".to_owned());
+    Ok(Parsed::Run(Box::new(Args {
+        listen,
+        cert,
+        key,
+        client_cas,
+        crls,
+        policy,
+        optional_client_auth,
+        admin_cn,
+        watch,
+    })))
+}
+
+/// `GET /whoami`: the identity as JSON; 401 (by the extractor) without a certificate.
+async fn whoami(peer: PeerIdentity) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::to_value(&*peer).unwrap_or_default())
+}
+
+/// `GET /admin`, behind the policy layer.
+async fn admin(peer: PeerIdentity) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "admin": true,
+        "common_name": peer.common_name(),
+    }))
+}
+
+fn app(admin_cn: &str) -> Router {
+    Router::new().route("/whoami", get(whoami)).route(
+        "/admin",
+        get(admin).layer(RequirePolicyLayer::new(Policy::common_name([admin_cn]))),
+    )
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Parsed::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(args)) => args,
+        Err(e) => {
+            eprintln!("axum_server: {e}\nRun with --help for usage.");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("axum_server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(*args))
+}
+
+async fn run(args: Args) -> ExitCode {
+    let mut builder = Server::builder()
+        .identity(&args.cert, &args.key)
+        .policy(args.policy.clone())
+        .alpn(mtls_axum::HTTP_ALPN)
+        .client_auth(if args.optional_client_auth {
+            ClientAuth::Optional
+        } else {
+            ClientAuth::Required
+        });
+    for ca in &args.client_cas {
+        builder = builder.client_ca(ca);
+    }
+    for crl in &args.crls {
+        builder = builder.crl(crl);
+    }
+    let server = match builder.build() {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("axum_server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let _watch = if args.watch {
+        match server.handle().watch() {
+            Ok(guard) => {
+                let mut events = server.handle().subscribe();
+                tokio::spawn(async move {
+                    while let Ok(event) = events.recv().await {
+                        tracing::info!(?event, "reload event");
+                    }
+                });
+                Some(guard)
+            }
+            Err(e) => {
+                eprintln!("axum_server: cannot watch the certificate files: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+
+    let listener = match MtlsListener::bind(args.listen.as_str(), &server).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("axum_server: cannot listen on {}: {e}", args.listen);
+            return ExitCode::from(2);
+        }
+    };
+    let addr: SocketAddr = listener.local_addr();
+    tracing::info!(
+        %addr,
+        policy = %args.policy,
+        optional_client_auth = args.optional_client_auth,
+        admin_cn = %args.admin_cn,
+        watch = args.watch,
+        "serving"
+    );
+    {
+        let mut stdout = std::io::stdout().lock();
+        if writeln!(stdout, "listening on {addr}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return ExitCode::FAILURE;
+        }
+    }
+
+    let served = axum::serve(listener, app(&args.admin_cn).into_mtls_service())
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("axum_server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down; finishing requests in flight");
+}
