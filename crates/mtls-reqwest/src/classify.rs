@@ -17,10 +17,12 @@ use mtls::rustls::{self, AlertDescription, CertificateError};
 /// - Under TLS 1.2 the server refuses during the handshake and the alert always arrives:
 ///   [`RefusedByServer`](Self::RefusedByServer).
 /// - Under TLS 1.3 the client's side of the handshake is finished before the server has
-///   looked at the client certificate, so the refusal surfaces while reading the
-///   response: as [`RefusedByServer`](Self::RefusedByServer) when the alert is read, or as
-///   a closed or reset connection (then [`classify`] returns `None`) when the server's
-///   close overtakes it. The server's log has the reason either way.
+///   looked at the client certificate, so the refusal surfaces while sending the request
+///   or reading the response: as [`RefusedByServer`](Self::RefusedByServer) when the alert
+///   is read (also over HTTP/2, whose I/O errors keep only the message: the alert is then
+///   recognised by rustls' message text), or as a closed or reset connection (then
+///   [`classify`] returns `None`) when the server's close overtakes the alert. The
+///   server's log has the reason either way.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum TlsFailure {
@@ -146,14 +148,33 @@ fn classify_at(error: &(dyn StdError + 'static), depth: usize) -> Option<TlsFail
         if let Some(failure) = e.downcast_ref::<TlsFailure>() {
             return Some(failure.clone());
         }
-        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
-            if let Some(found) = classify_at(inner, depth) {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if let Some(found) = io.get_ref().and_then(|inner| classify_at(inner, depth)) {
                 return Some(found);
+            }
+            if let Some(alert) = alert_in_message(io) {
+                return Some(TlsFailure::RefusedByServer(alert));
             }
         }
         current = e.source();
     }
     None
+}
+
+/// The h2 crate keeps I/O errors as kind and message only, so an alert that arrives on
+/// an HTTP/2 connection after the handshake (a TLS 1.3 refusal) reaches reqwest's error as
+/// `io::Error(InvalidData, "received fatal alert: NAME")`, rustls' `Display` of
+/// [`rustls::Error::AlertReceived`]. Recognised only when NAME is one of rustls' alert
+/// names, so other messages are never mistaken for an alert.
+fn alert_in_message(error: &io::Error) -> Option<AlertDescription> {
+    if error.kind() != io::ErrorKind::InvalidData {
+        return None;
+    }
+    let message = error.to_string();
+    let name = message.strip_prefix("received fatal alert: ")?;
+    (0..=u8::MAX).map(AlertDescription::from).find(|alert| {
+        !matches!(alert, AlertDescription::Unknown(_)) && format!("{alert:?}") == name
+    })
 }
 
 #[cfg(test)]
@@ -194,9 +215,7 @@ mod tests {
                 TlsFailure::UnknownServerCa,
             ),
             (
-                rustls::Error::InvalidCertificate(
-                    CertificateError::ApplicationVerificationFailure,
-                ),
+                rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure),
                 TlsFailure::ServerNotAuthorized,
             ),
             (
@@ -209,8 +228,37 @@ mod tests {
             ),
         ];
         for (error, expected) in cases {
-            assert_eq!(classify_error(&in_io(error.clone())), Some(expected.clone()));
+            assert_eq!(
+                classify_error(&in_io(error.clone())),
+                Some(expected.clone())
+            );
             assert_eq!(classify_error(&error), Some(expected));
+        }
+    }
+
+    #[test]
+    fn alert_in_an_h2_style_message() {
+        let shown = rustls::Error::AlertReceived(AlertDescription::CertificateRequired).to_string();
+        let e = Wrap(Box::new(io::Error::new(io::ErrorKind::InvalidData, shown)));
+        assert_eq!(
+            classify_error(&e),
+            Some(TlsFailure::RefusedByServer(
+                AlertDescription::CertificateRequired
+            ))
+        );
+        for (kind, msg) in [
+            (
+                io::ErrorKind::InvalidData,
+                "received fatal alert: NoSuchAlert",
+            ),
+            (
+                io::ErrorKind::InvalidData,
+                "received fatal alert: Unknown(200)",
+            ),
+            (io::ErrorKind::Other, "received fatal alert: AccessDenied"),
+            (io::ErrorKind::InvalidData, "something else"),
+        ] {
+            assert_eq!(classify_error(&io::Error::new(kind, msg)), None, "{msg}");
         }
     }
 

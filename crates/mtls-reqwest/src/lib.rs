@@ -31,7 +31,7 @@
 //!
 //! ## How it plugs into reqwest
 //!
-//! reqwest 0.13 accepts a finished rustls [`ClientConfig`](mtls::rustls::ClientConfig)
+//! reqwest 0.13 accepts a finished rustls [`ClientConfig`]
 //! through [`reqwest::ClientBuilder::tls_backend_preconfigured`]. It takes the config *by
 //! value* and recognises it by type, so it must come from the same rustls version as
 //! reqwest's (this crate pins both through the workspace; a mismatch shows up as a

@@ -87,11 +87,7 @@ impl RotatingClient {
     /// `tracing` (target `mtls_reqwest`), and the next call tries again.
     pub fn client(&self) -> reqwest::Client {
         let generation = self.inner.mtls.handle().generation();
-        let mut current = self
-            .inner
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut current = self.inner.current.lock().unwrap_or_else(|p| p.into_inner());
         if current.generation != generation {
             match (self.inner.configure)(self.inner.mtls.reqwest_builder()).build() {
                 Ok(client) => {

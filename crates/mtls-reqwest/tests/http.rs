@@ -1,5 +1,7 @@
 //! The reqwest client against an HTTPS server of ours, over real loopback TLS.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -61,7 +63,10 @@ async fn shorthand_and_http1_alpn() {
         .alpn(["http/1.1"])
         .build()
         .unwrap();
-    assert_eq!(http1.rustls_config().alpn_protocols, vec![b"http/1.1".to_vec()]);
+    assert_eq!(
+        http1.rustls_config().alpn_protocols,
+        vec![b"http/1.1".to_vec()]
+    );
     let http = http1.reqwest_builder().timeout(TIMEOUT).build().unwrap();
     let resp = http.get(srv.url("/")).send().await.unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
@@ -85,14 +90,20 @@ async fn rotation_is_seen_by_the_next_connection_of_the_same_client() {
     let second = get(&http, &srv.url("/")).await;
     assert_eq!(second.cn, "alice");
     assert_ne!(second.connection, first.connection);
-    assert!(second.resumed, "a second connection resumes before rotation");
+    assert!(
+        second.resumed,
+        "a second connection resumes before rotation"
+    );
 
     rotate_files(&pki, "alice", "bob");
     assert_eq!(mtls.handle().reload().unwrap(), 2);
 
     let third = get(&http, &srv.url("/")).await;
     assert_eq!(third.cn, "bob");
-    assert!(!third.resumed, "the session made under alice must not be resumed");
+    assert!(
+        !third.resumed,
+        "the session made under alice must not be resumed"
+    );
 }
 
 #[tokio::test]
@@ -155,7 +166,10 @@ async fn file_watch_rotates_the_client_certificate() {
         get(&rotating.client(), &srv.url("/")).await.cn == "dave"
     })
     .await;
-    assert!(seen, "the rotated certificate was not presented within 10 s");
+    assert!(
+        seen,
+        "the rotated certificate was not presented within 10 s"
+    );
     assert!(mtls.handle().generation() >= 2);
 }
 
@@ -200,7 +214,11 @@ async fn server_refused_by_policy_is_server_not_authorized() {
 
     let wrong = with_policy("spiffe:spiffe://example.org/ns/prod/sa/billing");
     let err = wrong.get(srv.url("/")).send().await.unwrap_err();
-    assert_eq!(classify(&err), Some(TlsFailure::ServerNotAuthorized), "{err:?}");
+    assert_eq!(
+        classify(&err),
+        Some(TlsFailure::ServerNotAuthorized),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

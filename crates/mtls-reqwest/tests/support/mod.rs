@@ -1,7 +1,7 @@
 //! Test servers: an HTTP server of ours (the core's `TlsListener` + hyper-util's auto
 //! builder) that answers with the peer's identity, and third-party peers (`openssl
 //! s_server`, nginx) run as child processes.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -219,11 +219,13 @@ fn free_port() -> u16 {
 
 async fn wait_listening(port: u16, child: &mut Child, what: &str, log: Option<&Path>) {
     let ok = eventually(10, async || {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
+        matches!(child.try_wait(), Ok(Some(_)))
+            || tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
     })
-    .await;
+    .await
+        && matches!(child.try_wait(), Ok(None));
     if !ok {
         let status = child.try_wait().ok().flatten();
         let log = log
@@ -281,8 +283,8 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
     server {{
-        listen 127.0.0.1:{port} ssl;
-        http2 on;
+        # `listen ... http2` works on every nginx (1.25.1+ also has `http2 on;`).
+        listen 127.0.0.1:{port} ssl http2;
         server_name localhost;
         ssl_certificate {cert};
         ssl_certificate_key {key};
@@ -305,6 +307,7 @@ http {{
     );
     let conf_path: PathBuf = d.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
+    let stderr = std::fs::File::create(d.join("error.log")).unwrap();
     let mut child = Command::new("nginx")
         .arg("-p")
         .arg(d)
@@ -313,7 +316,7 @@ http {{
         .args(["-g", "daemon off;"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     wait_listening(port, &mut child, "nginx", Some(&d.join("error.log"))).await;
