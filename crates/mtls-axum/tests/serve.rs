@@ -244,7 +244,7 @@ async fn plain_serve_without_connect_info_answers_500_saying_what_to_call() {
 async fn a_stalled_handshake_does_not_block_other_clients_and_failures_are_not_fatal() {
     let pki = TestPki::new();
     let server = server(&pki, ClientAuth::Required)
-        .handshake_timeout(Duration::from_millis(1500))
+        .handshake_timeout(Duration::from_secs(4))
         .build()
         .unwrap();
     let running = serve(&server, routes()).await;
@@ -282,7 +282,7 @@ async fn a_stalled_handshake_does_not_block_other_clients_and_failures_are_not_f
     let (status, _) = get1(&alice, running.addr, "/public").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        started.elapsed() < Duration::from_millis(1000),
+        started.elapsed() < Duration::from_secs(3),
         "{:?}",
         started.elapsed()
     );
