@@ -15,6 +15,10 @@
 //! An anonymous client (only possible under [`ClientAuth::Optional`](mtls::ClientAuth))
 //! gets no identity and no principal: `extensions().get::<Arc<PeerIdentity>>()` is `None`.
 //!
+//! The identity is read once per connection, at the handshake. A reload of CAs, CRLs or
+//! the policy applies to new connections; a connection already open (a long-lived HTTP/2
+//! connection in particular) keeps the identity it was accepted with until it closes.
+//!
 //! # Protocols
 //!
 //! When ALPN selected `h2`, the connection is served as HTTP/2 only. Otherwise hyper-util
@@ -218,7 +222,11 @@ impl<E: IdentityExtractor> Server<E> {
                     let task = serve_connection(accepted, service.clone(), &http, &http2, &graceful);
                     connections.spawn(task);
                 }
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                Some(done) = connections.join_next(), if !connections.is_empty() => {
+                    if let Err(e) = done {
+                        tracing::warn!(target: "mtls_hyper", error = %e, "connection task failed");
+                    }
+                }
             }
         }
         // Stop accepting: closes the TCP listener and drops handshakes in progress.
