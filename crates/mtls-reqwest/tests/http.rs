@@ -328,3 +328,39 @@ async fn bad_files_are_typed_errors() {
         .unwrap_err();
     assert!(matches!(err, mtls::Error::Incomplete(_)), "{err}");
 }
+
+#[tokio::test]
+async fn preconfigured_backend_is_recognised_by_reqwest() {
+    // reqwest matches the config by type; a rustls version mismatch between this crate and
+    // reqwest would make `build()` fail with "builder error" and this request fail.
+    let pki = TestPki::new();
+    let srv = serve(&server(&pki)).await;
+    let mtls = mtls_client(&pki, "erin");
+    let config = mtls.rustls_config();
+    assert_eq!(
+        config.alpn_protocols,
+        mtls_reqwest::DEFAULT_ALPN.map(<[u8]>::to_vec).to_vec()
+    );
+    assert!(config.client_auth_cert_resolver.has_certs());
+    let http = mtls.reqwest_builder().timeout(TIMEOUT).build().unwrap();
+    assert_eq!(get(&http, &srv.url("/")).await.cn, "erin");
+}
+
+#[tokio::test]
+async fn failed_reload_keeps_the_old_certificate_and_pool() {
+    let pki = TestPki::new();
+    let srv = serve(&server(&pki)).await;
+    let mtls = mtls_client(&pki, "alice");
+    let rotating = mtls.rotating(|b| b.timeout(TIMEOUT)).unwrap();
+    let before = get(&rotating.client(), &srv.url("/")).await;
+
+    std::fs::write(pki.path("alice.key"), "not a key").unwrap();
+    let err = mtls.handle().reload().unwrap_err();
+    assert!(err.to_string().contains("alice.key"), "{err}");
+    assert_eq!(mtls.handle().generation(), 1);
+
+    let after = get(&rotating.client(), &srv.url("/")).await;
+    assert_eq!(after.cn, "alice");
+    assert_eq!(after.connection, before.connection, "the pool was kept");
+    assert_eq!(rotating.generation(), 1);
+}
