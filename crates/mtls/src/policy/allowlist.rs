@@ -309,9 +309,10 @@ pub(super) fn none_matched<T: fmt::Debug>(what: &str, have: &[T]) -> String {
     format!("no {what} in allowlist (the certificate has {list})")
 }
 
+/// Lower-cases and drops trailing dots (all of them, so that normalising is idempotent and
+/// a policy displays as a string that parses back to the same policy).
 pub(super) fn normalize_dns(name: &str) -> String {
-    let name = name.strip_suffix('.').unwrap_or(name);
-    name.to_ascii_lowercase()
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 pub(super) fn normalize_email(addr: &str) -> String {

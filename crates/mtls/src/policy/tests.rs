@@ -825,3 +825,16 @@ fn parser_never_panics() {
         let _ = s.parse::<Policy>();
     }
 }
+
+/// Found by the `policy` fuzz target: a DNS value with several trailing dots displayed as
+/// a string that parsed to a different policy.
+#[test]
+fn dns_trailing_dots_normalise_idempotently() {
+    for spec in ["dns:s3c:3n233x/nćOID..", "all(dns:a.example.org..)", "dns:A.example.org."] {
+        let p: Policy = spec.parse().unwrap();
+        let shown = p.to_string();
+        let again: Policy = shown.parse().unwrap();
+        assert_eq!(again.to_string(), shown, "{spec}");
+        assert!(!shown.ends_with(".)") && !shown.ends_with('.'), "{shown}");
+    }
+}
