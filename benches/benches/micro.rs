@@ -1,6 +1,8 @@
 //! Criterion micro-benches: PEM loading, identity extraction, policy evaluation, reload,
 //! and an in-memory mTLS handshake for scale.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -10,7 +12,12 @@ use mtls::{Client, PeerIdentity, Policy, Server};
 use mtls_bench::handshake_in_memory;
 use mtls_testing::TestPki;
 
-fn fixtures() -> (TestPki, mtls_testing::LeafFiles, mtls_testing::LeafFiles, PeerIdentity) {
+fn fixtures() -> (
+    TestPki,
+    mtls_testing::LeafFiles,
+    mtls_testing::LeafFiles,
+    PeerIdentity,
+) {
     let pki = TestPki::new();
     let (_, server) = pki.server("localhost");
     let leaf = pki
@@ -64,8 +71,12 @@ fn policies(c: &mut Criterion) {
         let p: Policy = spec.parse().unwrap();
         g.bench_function(spec, |b| b.iter(|| black_box(&p).authorize(black_box(&id))));
     }
-    let list = Policy::parse_any((0..99).map(|i| format!("cn:svc-{i:03}")).chain(["cn:svc-a".into()]))
-        .unwrap();
+    let list = Policy::parse_any(
+        (0..99)
+            .map(|i| format!("cn:svc-{i:03}"))
+            .chain(["cn:svc-a".into()]),
+    )
+    .unwrap();
     g.bench_function("cn allowlist of 100 (hit)", |b| {
         b.iter(|| black_box(&list).authorize(black_box(&id)))
     });
@@ -99,11 +110,16 @@ fn reload_and_handshake(c: &mut Criterion) {
     // Baseline: bare rustls with the same material and WebPki verifiers, no policy.
     let provider = Arc::new(mtls::provider::feature_default().unwrap());
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(mtls::pem::load_certs(pki.ca_file()).unwrap().remove(0)).unwrap();
-    let roots = Arc::new(roots);
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-        .build()
+    roots
+        .add(mtls::pem::load_certs(pki.ca_file()).unwrap().remove(0))
         .unwrap();
+    let roots = Arc::new(roots);
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        roots.clone(),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     let mut bare_server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -139,5 +155,11 @@ fn reload_and_handshake(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pem_loading, identity, policies, reload_and_handshake);
+criterion_group!(
+    benches,
+    pem_loading,
+    identity,
+    policies,
+    reload_and_handshake
+);
 criterion_main!(benches);

@@ -830,7 +830,11 @@ fn parser_never_panics() {
 /// a string that parsed to a different policy.
 #[test]
 fn dns_trailing_dots_normalise_idempotently() {
-    for spec in ["dns:s3c:3n233x/nćOID..", "all(dns:a.example.org..)", "dns:A.example.org."] {
+    for spec in [
+        "dns:s3c:3n233x/nćOID..",
+        "all(dns:a.example.org..)",
+        "dns:A.example.org.",
+    ] {
         let p: Policy = spec.parse().unwrap();
         let shown = p.to_string();
         let again: Policy = shown.parse().unwrap();
