@@ -25,7 +25,10 @@ pub(crate) fn start(reloader: Arc<Reloader>, options: WatchOptions) -> Result<Wa
         Some(_) => None,
         None => Some(fs_watcher(&paths, tx)?),
     };
-    let task = tokio::spawn(run(reloader, options, rx));
+    // The baseline is taken before returning, so a change made right after `watch()`
+    // returns is never mistaken for the baseline.
+    let last = reloader.content_digest();
+    let task = tokio::spawn(run(reloader, options, rx, last));
     Ok(WatchGuard {
         task,
         _watcher: watcher,
@@ -76,8 +79,12 @@ fn parent(p: &Path) -> PathBuf {
     }
 }
 
-async fn run(reloader: Arc<Reloader>, options: WatchOptions, mut rx: mpsc::UnboundedReceiver<()>) {
-    let mut last = digest(&reloader).await;
+async fn run(
+    reloader: Arc<Reloader>,
+    options: WatchOptions,
+    mut rx: mpsc::UnboundedReceiver<()>,
+    mut last: Vec<u8>,
+) {
     let mut expiry = tokio::time::interval(options.expiry_check);
     expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     expiry.tick().await;

@@ -240,3 +240,15 @@ fn crl_that_is_not_a_crl() {
     assert!(matches!(e, Error::BadCrl { .. }), "{e:?}");
     says(&e, "ca.crt", &["X509 CRL"]);
 }
+
+#[test]
+fn two_keys_in_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let both = dir.path().join("two-keys.pem");
+    let mut data = std::fs::read(fx("server.key")).unwrap();
+    data.extend(std::fs::read(fx("mismatch.key")).unwrap());
+    std::fs::write(&both, data).unwrap();
+    let e = mtls::pem::load_key(&both).unwrap_err();
+    assert!(matches!(e, Error::MultipleKeys { count: 2, .. }), "{e:?}");
+    says(&e, "two-keys.pem", &["2 private keys", "keep only the key"]);
+}

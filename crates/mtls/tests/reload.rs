@@ -207,6 +207,33 @@ async fn polling_fallback_picks_up_changes() {
 /// What is damaged, how, and which error it must give.
 type DamageCase<'a> = (&'a str, Box<dyn Fn() + 'a>, fn(&Error) -> bool);
 
+#[cfg(feature = "watch")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watching_stops_when_the_guard_is_dropped() {
+    let pki = TestPki::new();
+    let dir = pki.dir.path();
+    let (cert, key) = (dir.join("g.crt"), dir.join("g.key"));
+    put(&cert, &server_leaf(&pki, "guard-one"), &key);
+    let server = build_server(&cert, &key, &pki.ca_file());
+    let handle = server.handle();
+    let options = WatchOptions::default().debounce(Duration::from_millis(50));
+    let guard = handle.watch_with(options.clone()).unwrap();
+    put(&cert, &server_leaf(&pki, "guard-two"), &key);
+    assert!(eventually(10, async || handle.generation() == 2).await);
+    drop(guard);
+    put(&cert, &server_leaf(&pki, "guard-three"), &key);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(handle.generation(), 2, "a dropped watcher still reloaded");
+    // Polling stops with its guard too.
+    let guard = handle
+        .watch_with(options.poll(Duration::from_millis(50)))
+        .unwrap();
+    drop(guard);
+    put(&cert, &server_leaf(&pki, "guard-four"), &key);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(handle.generation(), 2, "a dropped poller still reloaded");
+}
+
 #[tokio::test]
 async fn bad_files_keep_the_old_material_and_report_the_error() {
     let pki = TestPki::new();
