@@ -1,0 +1,169 @@
+//! `loadbench`: the mTLS handshake load bench (issue 9).
+//!
+//! Compares, in one run and on the same certificates, a baseline of plain tokio-rustls +
+//! hyper, the same with an axum Router, our `mtls-hyper` and `mtls-axum` servers, and
+//! nginx (`ssl_verify_client on`) when installed: full and resumed mTLS handshakes per
+//! second (new connection + one small GET), keep-alive requests per second, p50/p99
+//! latency, server CPU time per operation, peak RSS, failed handshakes while the server
+//! reloads its certificate every 10 ms, and memory per idle mTLS connection.
+//!
+//! Each server runs as a child process (this binary's `serve` subcommand, or nginx)
+//! pinned to core 1 with `taskset`; the load client runs in this process, pinned to core
+//! 0. Servers are measured in alternation, round after round, and the table reports the
+//! medians. See `benches/README.md` for the flags and the latest results.
+//!
+//! ```text
+//! cargo run --release -p mtls-bench --bin loadbench -- --secs 5 --rounds 3 --out results.md
+//! ```
+
+mod bench;
+mod load;
+mod pki;
+mod procfs;
+mod report;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bench::{Case, RunOptions};
+use pki::KeyType;
+use serve::{ServeOptions, ServerKind};
+
+/// The error type of the tool: every failure ends the run with its message.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const USAGE: &str = "\
+usage: loadbench [options]                 run the bench (client on core 0, servers on core 1)
+       loadbench serve --kind KIND --certs DIR [--reload-every-ms N]
+                                           run one server under test (used by the bench)
+
+options:
+  --secs S              measured seconds per case and round (default 5)
+  --warmup-secs S       warm-up before each measurement (default 1)
+  --rounds N            alternating rounds; medians are reported (default 3)
+  --conns N             concurrent client connections (default 16)
+  --certs LIST          p256,rsa2048 (default both)
+  --servers LIST        raw,raw-axum,mtls-hyper,mtls-axum,nginx (default all; nginx is
+                        skipped with a note when not installed)
+  --cases LIST          full,resumed,keepalive,reload,idle (default all)
+  --idle-conns N        idle connections for the memory case (default 1000)
+  --reload-every-ms N   reload period of the reload case (default 10)
+  --client-verify       validate the server chain in the client too (default: check the
+                        handshake signature only, to keep the client cheaper than the server)
+  --no-pin              do not pin the client and servers to cores 0 and 1
+  --out FILE            also write the markdown report to FILE
+  -h, --help            this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let result = if args.first().map(String::as_str) == Some("serve") {
+        parse_serve(&args[1..]).and_then(serve::run)
+    } else {
+        parse_run(&args).and_then(bench::run)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadbench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Walks `--flag value` pairs.
+struct Flags<'a> {
+    args: std::slice::Iter<'a, String>,
+}
+
+impl<'a> Flags<'a> {
+    fn next(&mut self) -> Option<&'a str> {
+        self.args.next().map(String::as_str)
+    }
+
+    fn value(&mut self, flag: &str) -> Result<&'a str, BoxError> {
+        self.next()
+            .ok_or_else(|| format!("{flag} needs a value (see --help)").into())
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, flag: &str) -> Result<T, BoxError> {
+        let v = self.value(flag)?;
+        v.parse()
+            .map_err(|_| format!("{flag}: cannot parse {v:?} (see --help)").into())
+    }
+
+    fn list<T>(
+        &mut self,
+        flag: &str,
+        parse: impl Fn(&str) -> Result<T, BoxError>,
+    ) -> Result<Vec<T>, BoxError> {
+        let v = self.value(flag)?;
+        let items = v
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if items.is_empty() {
+            return Err(format!("{flag}: empty list").into());
+        }
+        Ok(items)
+    }
+}
+
+fn secs(flag: &str, s: f64) -> Result<Duration, BoxError> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("{flag}: {s} is not a duration").into())
+}
+
+fn parse_run(args: &[String]) -> Result<RunOptions, BoxError> {
+    let mut o = RunOptions::default();
+    let mut flags = Flags { args: args.iter() };
+    while let Some(flag) = flags.next() {
+        match flag {
+            "--secs" => o.secs = secs(flag, flags.parsed(flag)?)?,
+            "--warmup-secs" => o.warmup = secs(flag, flags.parsed(flag)?)?,
+            "--rounds" => o.rounds = flags.parsed(flag)?,
+            "--conns" => o.conns = flags.parsed(flag)?,
+            "--certs" => o.certs = flags.list(flag, KeyType::parse)?,
+            "--servers" => o.servers = flags.list(flag, ServerKind::parse)?,
+            "--cases" => o.cases = flags.list(flag, Case::parse)?,
+            "--idle-conns" => o.idle_conns = flags.parsed(flag)?,
+            "--reload-every-ms" => {
+                o.reload_every = Duration::from_millis(flags.parsed(flag)?);
+            }
+            "--client-verify" => o.client_verify = true,
+            "--no-pin" => o.pin = false,
+            "--out" => o.out = Some(PathBuf::from(flags.value(flag)?)),
+            _ => return Err(format!("unknown option {flag:?} (see --help)").into()),
+        }
+    }
+    if o.rounds == 0 || o.conns == 0 || o.idle_conns == 0 || o.reload_every.is_zero() {
+        return Err("--rounds, --conns, --idle-conns and --reload-every-ms must be > 0".into());
+    }
+    Ok(o)
+}
+
+fn parse_serve(args: &[String]) -> Result<ServeOptions, BoxError> {
+    let (mut kind, mut certs, mut reload_every) = (None, None, None);
+    let mut flags = Flags { args: args.iter() };
+    while let Some(flag) = flags.next() {
+        match flag {
+            "--kind" => kind = Some(ServerKind::parse(flags.value(flag)?)?),
+            "--certs" => certs = Some(PathBuf::from(flags.value(flag)?)),
+            "--reload-every-ms" => {
+                reload_every = Some(Duration::from_millis(flags.parsed(flag)?));
+            }
+            _ => return Err(format!("serve: unknown option {flag:?} (see --help)").into()),
+        }
+    }
+    Ok(ServeOptions {
+        kind: kind.ok_or("serve: --kind is required")?,
+        certs: certs.ok_or("serve: --certs is required")?,
+        reload_every: reload_every.filter(|d| !d.is_zero()),
+    })
+}

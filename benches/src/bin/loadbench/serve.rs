@@ -1,0 +1,294 @@
+//! The `serve` subcommand: one server under test, run as a child process so the bench
+//! can pin it to its own core and read its CPU time and memory from `/proc`.
+//!
+//! Every server listens on `127.0.0.1:0`, prints `LISTENING <addr>` on stdout once it
+//! accepts connections, and answers every request with `200 ok\n`. All of them run on a
+//! tokio multi-thread runtime with one worker (what `#[tokio::main]` gives on one core)
+//! and offer ALPN `h2, http/1.1`.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use mtls::rustls::{self, RootCertStore, ServerConfig};
+use mtls::{Policy, TlsListener};
+use mtls_axum::{MtlsListener, MtlsRouterExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::BoxError;
+
+/// The servers under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerKind {
+    /// Baseline: plain tokio-rustls (WebPkiClientVerifier, `with_single_cert`) and hyper.
+    Raw,
+    /// Plain tokio-rustls serving an axum Router: the axum cost without mtls.
+    RawAxum,
+    /// `mtls::TlsListener` + `mtls_hyper::Server`.
+    MtlsHyper,
+    /// `mtls_axum::MtlsListener` + `axum::serve`.
+    MtlsAxum,
+    /// nginx with `ssl_verify_client on` (not a `serve` kind: nginx runs itself).
+    Nginx,
+}
+
+impl ServerKind {
+    pub(crate) const ALL: [Self; 5] = [
+        Self::Raw,
+        Self::RawAxum,
+        Self::MtlsHyper,
+        Self::MtlsAxum,
+        Self::Nginx,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::RawAxum => "raw-axum",
+            Self::MtlsHyper => "mtls-hyper",
+            Self::MtlsAxum => "mtls-axum",
+            Self::Nginx => "nginx",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, BoxError> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown server {s:?}: expected one of raw, raw-axum, mtls-hyper, \
+                     mtls-axum, nginx"
+                )
+                .into()
+            })
+    }
+
+    /// Whether this is one of ours (built on the mtls crates).
+    pub(crate) fn is_mtls(self) -> bool {
+        matches!(self, Self::MtlsHyper | Self::MtlsAxum)
+    }
+}
+
+/// Options of the `serve` subcommand.
+#[derive(Debug)]
+pub(crate) struct ServeOptions {
+    pub(crate) kind: ServerKind,
+    pub(crate) certs: PathBuf,
+    pub(crate) reload_every: Option<Duration>,
+}
+
+/// Runs the server until the process is killed.
+pub(crate) fn run(options: ServeOptions) -> Result<(), BoxError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(options, announce))
+}
+
+/// Serves until the future is dropped; `listening` is called once connections are
+/// accepted.
+pub(crate) async fn serve(
+    options: ServeOptions,
+    listening: impl FnOnce(SocketAddr) -> Result<(), BoxError>,
+) -> Result<(), BoxError> {
+    let tcp = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = tcp.local_addr()?;
+    let certs = &options.certs;
+    match options.kind {
+        ServerKind::Raw => {
+            let config = raw_config(certs)?;
+            listening(addr)?;
+            raw_loop(tcp, config, hyper::service::service_fn(hello)).await;
+        }
+        ServerKind::RawAxum => {
+            let config = raw_config(certs)?;
+            listening(addr)?;
+            raw_loop(tcp, config, TowerToHyperService::new(router())).await;
+        }
+        ServerKind::MtlsHyper => {
+            let server = mtls_server(certs, options.reload_every)?;
+            let listener = TlsListener::new(tcp, server.acceptor())?;
+            listening(addr)?;
+            mtls_hyper::Server::new(listener)
+                .serve(hyper::service::service_fn(hello))
+                .await;
+        }
+        ServerKind::MtlsAxum => {
+            let server = mtls_server(certs, options.reload_every)?;
+            let listener = MtlsListener::new(TlsListener::new(tcp, server.acceptor())?);
+            listening(addr)?;
+            axum::serve(listener, router().into_mtls_service()).await?;
+        }
+        ServerKind::Nginx => return Err("nginx is not served by this binary".into()),
+    }
+    Ok(())
+}
+
+fn announce(addr: SocketAddr) -> Result<(), BoxError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "LISTENING {addr}")?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
+}
+
+fn router() -> axum::Router {
+    axum::Router::new().route("/", axum::routing::get(|| async { "ok\n" }))
+}
+
+// === raw tokio-rustls baseline ===
+
+/// The baseline's rustls config: what a careful user writes by hand with the same
+/// certificates, provider (and so key-exchange groups), ALPN and resumption settings as
+/// `mtls::Server` (a stateful session cache of 256, rustls' default tickets).
+fn raw_config(certs: &Path) -> Result<Arc<ServerConfig>, BoxError> {
+    let provider = Arc::new(
+        mtls::provider::feature_default().ok_or("mtls was built without a crypto provider")?,
+    );
+    let mut roots = RootCertStore::empty();
+    for ca in mtls::pem::load_certs(certs.join("ca.crt"))? {
+        roots.add(ca)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            mtls::pem::load_certs(certs.join("server.crt"))?,
+            mtls::pem::load_key(certs.join("server.key"))?,
+        )?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(256);
+    Ok(Arc::new(config))
+}
+
+async fn raw_loop<S, B>(tcp: TcpListener, config: Arc<ServerConfig>, service: S)
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let acceptor = TlsAcceptor::from(config);
+    let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let io = match tcp.accept().await {
+            Ok((io, _)) => io,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = io.set_nodelay(true);
+        let (acceptor, http, service) = (acceptor.clone(), http.clone(), service.clone());
+        tokio::spawn(async move {
+            if let Ok(tls) = acceptor.accept(io).await {
+                let _ = http
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                    .await;
+            }
+        });
+    }
+}
+
+// === ours ===
+
+fn mtls_server(certs: &Path, reload_every: Option<Duration>) -> Result<mtls::Server, BoxError> {
+    let (cert, key) = match reload_every {
+        None => (certs.join("server.crt"), certs.join("server.key")),
+        Some(_) => {
+            let live = (certs.join("live.crt"), certs.join("live.key"));
+            install(certs, "server", &live)?;
+            live
+        }
+    };
+    let server = mtls::Server::builder()
+        .identity(&cert, &key)
+        .client_ca(certs.join("ca.crt"))
+        .policy(Policy::any_verified())
+        .alpn(mtls_hyper::ALPN)
+        .session_cache(256)
+        .build()?;
+    if let Some(every) = reload_every {
+        tokio::spawn(reload_loop(
+            server.handle(),
+            certs.to_owned(),
+            (cert, key),
+            every,
+        ));
+    }
+    Ok(server)
+}
+
+/// Copies `<name>.crt` / `<name>.key` over the live files, each by write-then-rename so
+/// a reader never sees a half-written file.
+fn install(certs: &Path, name: &str, live: &(PathBuf, PathBuf)) -> Result<(), BoxError> {
+    for (ext, dest) in [("crt", &live.0), ("key", &live.1)] {
+        let tmp = dest.with_extension(format!("{ext}.tmp"));
+        std::fs::copy(certs.join(format!("{name}.{ext}")), &tmp)?;
+        std::fs::rename(&tmp, dest)?;
+    }
+    Ok(())
+}
+
+/// Every `every`, installs the other server certificate and reloads; prints
+/// `RELOADS ok=N failed=M` twice a second.
+async fn reload_loop(
+    handle: mtls::ReloadHandle,
+    certs: PathBuf,
+    live: (PathBuf, PathBuf),
+    every: Duration,
+) {
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_print = tokio::time::Instant::now();
+    for n in 0u64.. {
+        tick.tick().await;
+        let name = if n % 2 == 0 { "server2" } else { "server" };
+        let (handle, certs, live) = (handle.clone(), certs.clone(), live.clone());
+        let result = tokio::task::spawn_blocking(move || -> Result<u64, BoxError> {
+            install(&certs, name, &live)?;
+            Ok(handle.reload()?)
+        })
+        .await;
+        match result {
+            Ok(Ok(_)) => ok.fetch_add(1, Ordering::Relaxed),
+            _ => failed.fetch_add(1, Ordering::Relaxed),
+        };
+        if last_print.elapsed() >= Duration::from_millis(500) {
+            last_print = tokio::time::Instant::now();
+            // The parent reads this; if it is gone, so is the point of printing.
+            let _ = writeln!(
+                std::io::stdout().lock(),
+                "RELOADS ok={} failed={}",
+                ok.load(Ordering::Relaxed),
+                failed.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
