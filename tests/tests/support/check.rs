@@ -142,6 +142,9 @@ const CLOSED_WORDS: &[&str] = &[
     // curl 7.88 (exit 55) when the reset arrives before it sends the request
     "transport endpoint is not connected",
     "recv failure",
+    // hyper's client over HTTP/2 when the connection ends before the request is sent
+    // (the connection task has the TLS error; the request only sees this)
+    "channel closed",
 ];
 
 /// Asserts that the connection was refused at the TLS level for `case`: no HTTP answer,
