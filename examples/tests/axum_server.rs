@@ -2,95 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mtls_testing::TestPki;
-
-/// `target/debug/examples/axum_server`, next to this test's `deps` directory.
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir
-        .join("examples")
-        .join(format!("axum_server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test -p mtls-examples`, which builds the examples",
-        bin.display()
-    );
-    bin
-}
-
-/// Kills the server when dropped.
-struct Running {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Running {
-    let mut child = Command::new(binary())
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let mut running = Running { child, port: 0 };
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("no `listening on` line within 30 s");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    running.port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
-    running
-}
-
-fn curl(port: u16, path: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> Output {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-        .arg("--cacert")
-        .arg(ca);
-    if let Some((cert, key)) = identity {
-        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
-    }
-    cmd.arg(format!("https://localhost:{port}{path}"));
-    cmd.output().expect("curl is needed for this test")
-}
-
-/// (HTTP status, body) of a curl call that completed.
-fn curl_ok(port: u16, path: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> (u16, String) {
-    let out = curl(port, path, ca, identity);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "curl {path} failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (body, code) = stdout.rsplit_once('\n').unwrap();
-    (code.parse().unwrap(), body.to_owned())
-}
+use support::{binary, curl, curl_ok, start};
 
 #[test]
 fn whoami_admin_and_anonymous_under_optional_client_auth() {
@@ -99,18 +17,21 @@ fn whoami_admin_and_anonymous_under_optional_client_auth() {
     let (alice_leaf, alice) = pki.client("alice");
     let (_, root) = pki.client("root-admin");
     let ca = pki.ca_file();
-    let running = start(&[
-        "--cert",
-        server.cert.to_str().unwrap(),
-        "--key",
-        server.key.to_str().unwrap(),
-        "--client-ca",
-        ca.to_str().unwrap(),
-        "--allow-any",
-        "--optional-client-auth",
-        "--admin-cn",
-        "root-admin",
-    ]);
+    let running = start(
+        "axum_server",
+        &[
+            "--cert",
+            server.cert.to_str().unwrap(),
+            "--key",
+            server.key.to_str().unwrap(),
+            "--client-ca",
+            ca.to_str().unwrap(),
+            "--allow-any",
+            "--optional-client-auth",
+            "--admin-cn",
+            "root-admin",
+        ],
+    );
 
     let (status, body) = curl_ok(
         running.port,
@@ -164,18 +85,21 @@ fn required_client_auth_refuses_no_certificate_and_unlisted_clients() {
     let (_, alice) = pki.client("alice");
     let (_, bob) = pki.client("bob");
     let ca = pki.ca_file();
-    let running = start(&[
-        "--cert",
-        server.cert.to_str().unwrap(),
-        "--key",
-        server.key.to_str().unwrap(),
-        "--client-ca",
-        ca.to_str().unwrap(),
-        "--allow",
-        "cn:alice",
-        "--allow",
-        "cn:carol",
-    ]);
+    let running = start(
+        "axum_server",
+        &[
+            "--cert",
+            server.cert.to_str().unwrap(),
+            "--key",
+            server.key.to_str().unwrap(),
+            "--client-ca",
+            ca.to_str().unwrap(),
+            "--allow",
+            "cn:alice",
+            "--allow",
+            "cn:carol",
+        ],
+    );
     let (status, body) = curl_ok(
         running.port,
         "/whoami",
@@ -207,18 +131,21 @@ fn watch_reloads_a_changed_crl() {
         .intermediate
         .crl(&[&unrelated])
         .write(pki.dir.path(), "ca.crl");
-    let running = start(&[
-        "--cert",
-        server.cert.to_str().unwrap(),
-        "--key",
-        server.key.to_str().unwrap(),
-        "--client-ca",
-        ca.to_str().unwrap(),
-        "--crl",
-        crl.to_str().unwrap(),
-        "--allow-any",
-        "--watch",
-    ]);
+    let running = start(
+        "axum_server",
+        &[
+            "--cert",
+            server.cert.to_str().unwrap(),
+            "--key",
+            server.key.to_str().unwrap(),
+            "--client-ca",
+            ca.to_str().unwrap(),
+            "--crl",
+            crl.to_str().unwrap(),
+            "--allow-any",
+            "--watch",
+        ],
+    );
     let (status, _) = curl_ok(
         running.port,
         "/whoami",
@@ -253,7 +180,7 @@ fn watch_reloads_a_changed_crl() {
 }
 
 fn run_bad(args: &[&str]) -> String {
-    let out = Command::new(binary())
+    let out = Command::new(binary("axum_server"))
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -338,7 +265,10 @@ fn bad_flags_and_files_exit_2_with_a_message() {
 
 #[test]
 fn help_exits_0() {
-    let out = Command::new(binary()).arg("--help").output().unwrap();
+    let out = Command::new(binary("axum_server"))
+        .arg("--help")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

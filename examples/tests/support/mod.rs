@@ -1,0 +1,98 @@
+//! Running the example programs and curl against them.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// `target/debug/examples/<name>`, next to this test's `deps` directory.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test -p mtls-examples`, which builds the examples",
+        bin.display()
+    );
+    bin
+}
+
+/// Kills the server when dropped.
+pub struct Running {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the example `name` on 127.0.0.1:0 and waits for its `listening on` line.
+pub fn start(name: &str, args: &[&str]) -> Running {
+    let mut child = Command::new(binary(name))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let mut running = Running { child, port: 0 };
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no `listening on` line within 30 s");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    running.port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    running
+}
+
+/// curl with `--cacert` and optionally `--cert`/`--key`; the output ends with the status.
+pub fn curl(port: u16, path: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> Output {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .arg("--cacert")
+        .arg(ca);
+    if let Some((cert, key)) = identity {
+        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    cmd.arg(format!("https://localhost:{port}{path}"));
+    cmd.output().expect("curl is needed for this test")
+}
+
+/// (HTTP status, body) of a curl call that completed.
+pub fn curl_ok(
+    port: u16,
+    path: &str,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> (u16, String) {
+    let out = curl(port, path, ca, identity);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl {path} failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (body, code) = stdout.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_owned())
+}
