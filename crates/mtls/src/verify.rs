@@ -193,6 +193,44 @@ pub(crate) fn log_rejection(
     }
 }
 
+/// Logs why WebPki refused `chain` and hands its error back.
+fn webpki_refused(
+    side: &'static str,
+    err: rustls::Error,
+    chain: &[CertificateDer<'_>],
+) -> rustls::Error {
+    let offered = PeerIdentity::from_chain(chain).ok();
+    let serial = offered.as_ref().map_or("?", |i| i.serial());
+    log_rejection(
+        side,
+        &Rejection::from_rustls(&err, serial),
+        offered.as_ref(),
+    );
+    err
+}
+
+/// A chain WebPki accepted but whose leaf we cannot parse.
+fn unparseable(side: &'static str, e: &crate::identity::IdentityError) -> rustls::Error {
+    log_rejection(side, &Rejection::Other(e.to_string()), None);
+    rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
+}
+
+/// Runs the policy; a refusal is logged and becomes `access_denied`.
+fn authorize(
+    side: &'static str,
+    policy: &Policy,
+    identity: &PeerIdentity,
+) -> Result<(), rustls::Error> {
+    policy.authorize(identity).map_err(|denied| {
+        let reason = Rejection::Policy {
+            rule: denied.rule().to_owned(),
+            reason: denied.reason().to_owned(),
+        };
+        log_rejection(side, &reason, Some(identity));
+        rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+    })
+}
+
 // === impl IdentityCache ===
 
 /// Identities parsed by the verifier, handed to the acceptor after the handshake so the
@@ -291,34 +329,13 @@ impl ClientCertVerifier for ClientVerifier {
             .webpki
             .verify_client_cert(end_entity, intermediates, now)
         {
-            let offered = PeerIdentity::from_chain(&chain).ok();
-            let serial = offered.as_ref().map(|i| i.serial()).unwrap_or("?");
-            log_rejection(
-                "server",
-                &Rejection::from_rustls(&e, serial),
-                offered.as_ref(),
-            );
-            return Err(e);
+            return Err(webpki_refused("server", e, &chain));
         }
-        let identity = match self.cache.identity(&chain, trust.generation) {
-            Ok(id) => id,
-            Err(e) => {
-                log_rejection("server", &Rejection::Other(e.to_string()), None);
-                return Err(rustls::Error::InvalidCertificate(
-                    CertificateError::BadEncoding,
-                ));
-            }
-        };
-        if let Err(denied) = trust.policy.authorize(&identity) {
-            let reason = Rejection::Policy {
-                rule: denied.rule().to_owned(),
-                reason: denied.reason().to_owned(),
-            };
-            log_rejection("server", &reason, Some(&identity));
-            return Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            ));
-        }
+        let identity = self
+            .cache
+            .identity(&chain, trust.generation)
+            .map_err(|e| unparseable("server", &e))?;
+        authorize("server", &trust.policy, &identity)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -389,35 +406,12 @@ impl ServerCertVerifier for ServerVerifier {
             ocsp_response,
             now,
         ) {
-            let offered = PeerIdentity::from_chain(&chain()).ok();
-            let serial = offered.as_ref().map(|i| i.serial()).unwrap_or("?");
-            log_rejection(
-                "client",
-                &Rejection::from_rustls(&e, serial),
-                offered.as_ref(),
-            );
-            return Err(e);
+            return Err(webpki_refused("client", e, &chain()));
         }
         if let Some(policy) = &trust.policy {
-            let identity = match PeerIdentity::from_chain(&chain()) {
-                Ok(id) => id,
-                Err(e) => {
-                    log_rejection("client", &Rejection::Other(e.to_string()), None);
-                    return Err(rustls::Error::InvalidCertificate(
-                        CertificateError::BadEncoding,
-                    ));
-                }
-            };
-            if let Err(denied) = policy.authorize(&identity) {
-                let reason = Rejection::Policy {
-                    rule: denied.rule().to_owned(),
-                    reason: denied.reason().to_owned(),
-                };
-                log_rejection("client", &reason, Some(&identity));
-                return Err(rustls::Error::InvalidCertificate(
-                    CertificateError::ApplicationVerificationFailure,
-                ));
-            }
+            let identity =
+                PeerIdentity::from_chain(&chain()).map_err(|e| unparseable("client", &e))?;
+            authorize("client", policy, &identity)?;
         }
         Ok(ServerCertVerified::assertion())
     }
