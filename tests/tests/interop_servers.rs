@@ -165,6 +165,43 @@ async fn openssl_s_client_to_hyper_server() {
     }
 }
 
+/// Our server names no CAs in its CertificateRequest (its verifier's CAs can be
+/// reloaded, so it has no fixed list to send). Clients that pick a certificate by those
+/// names then fall back to "any": Go sends its first certificate when the list is empty
+/// (`go_client_to_*` are accepted), and OpenSSL, curl, Python and Node send the one they
+/// were given. This pins the empty list, which those results depend on.
+#[tokio::test(flavor = "multi_thread")]
+async fn openssl_s_client_sees_no_client_ca_names() {
+    if !require("openssl") {
+        return;
+    }
+    let server = ours::start(Kind::Hyper, ClientAuth::Required).await;
+    let g = guide();
+    let (cert, key) = Case::Good.identity().unwrap();
+    let mut cmd = Command::new("openssl");
+    cmd.arg("s_client")
+        .args(["-connect", &format!("127.0.0.1:{}", server.port())])
+        .args(["-servername", "localhost", "-verify_return_error", "-ign_eof"])
+        .arg("-CAfile")
+        .arg(g.ca())
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key);
+    let request = b"GET /whoami HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let out = run(&mut cmd, Some(request), CLIENT_TIMEOUT).await;
+    assert!(
+        out.stdout.contains("No client certificate CA names sent"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("\"common_name\":\"alice\""),
+        "{}",
+        out.stdout
+    );
+}
+
 // === Python requests and httpx ===
 
 const REQUESTS: &str = r#"
