@@ -1,4 +1,29 @@
 //! Shared helpers of the benchmarks.
+//!
+//! The benchmarks themselves are the criterion micro-benches (`cargo bench -p mtls-bench
+//! --bench micro`) and the handshake load bench, the `loadbench` binary (see the
+//! package's README). This library holds what both use:
+//!
+//! ```
+//! use mtls::{Client, Policy, Server};
+//!
+//! let pki = mtls_testing::TestPki::new();
+//! let (_, server_files) = pki.server("localhost");
+//! let (_, client_files) = pki.client("alice");
+//! let server = Server::builder()
+//!     .identity(&server_files.cert, &server_files.key)
+//!     .client_ca(pki.ca_file())
+//!     .policy(Policy::any_verified())
+//!     .build()?;
+//! let client = Client::builder()
+//!     .identity(&client_files.cert, &client_files.key)
+//!     .ca(pki.ca_file())
+//!     .build()?;
+//! assert!(mtls_bench::handshake_in_memory(&server.config(), &client.config()));
+//! # Ok::<_, mtls::Error>(())
+//! ```
+
+#![deny(missing_docs)]
 
 use std::sync::Arc;
 

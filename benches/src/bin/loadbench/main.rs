@@ -167,3 +167,141 @@ fn parse_serve(args: &[String]) -> Result<ServeOptions, BoxError> {
         reload_every: reload_every.filter(|d| !d.is_zero()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The servers and the load client in every mode, over real TLS on loopback. The
+    //! servers run in this process (the test binary cannot re-execute itself as
+    //! `loadbench serve`); the child-process path is exercised by running the bench.
+
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use super::*;
+    use crate::load::Mode;
+
+    /// Stops its server when dropped.
+    struct Stop(#[allow(dead_code)] tokio::sync::oneshot::Sender<()>);
+
+    fn start(kind: ServerKind, certs: &Path, reload_every: Option<Duration>) -> (SocketAddr, Stop) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let options = ServeOptions {
+            kind,
+            certs: certs.to_owned(),
+            reload_every,
+        };
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let listening = move |addr| tx.send(addr).map_err(|e| e.to_string().into());
+            rt.block_on(async {
+                tokio::select! {
+                    served = serve::serve(options, listening) => served.unwrap(),
+                    _ = stop_rx => {}
+                }
+            });
+        });
+        (
+            rx.recv_timeout(Duration::from_secs(30)).unwrap(),
+            Stop(stop_tx),
+        )
+    }
+
+    fn load(addr: SocketAddr, certs: &Path, mode: Mode, resume: bool, ms: u64) -> load::LoadStats {
+        let config = load::client_config(certs, resume, true).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(load::run(addr, config, mode, 2, Duration::from_millis(ms)))
+    }
+
+    #[test]
+    fn every_server_in_every_mode() {
+        let work = tempfile::tempdir().unwrap();
+        let certs = pki::generate(work.path(), KeyType::P256).unwrap();
+        for kind in [
+            ServerKind::Raw,
+            ServerKind::RawAxum,
+            ServerKind::MtlsHyper,
+            ServerKind::MtlsAxum,
+        ] {
+            let (addr, _stop) = start(kind, &certs, None);
+            for (mode, resume) in [
+                (Mode::Handshake, false),
+                (Mode::Handshake, true),
+                (Mode::KeepAlive, false),
+            ] {
+                let mut stats = load(addr, &certs, mode, resume, 300);
+                assert!(
+                    stats.ok > 0 && stats.failed == 0,
+                    "{kind:?} {mode:?} resume={resume}: {stats:?}"
+                );
+                assert_eq!(stats.latencies_us.len() as u64, stats.ok);
+                assert!(stats.quantile_ms(0.99) >= stats.quantile_ms(0.5));
+                if mode == Mode::Handshake {
+                    assert_eq!(stats.resumed > 0, resume, "{kind:?}: {stats:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_failed_handshake_while_reloading_every_10_ms() {
+        let work = tempfile::tempdir().unwrap();
+        let certs = pki::generate(work.path(), KeyType::P256).unwrap();
+        let (addr, _stop) = start(
+            ServerKind::MtlsHyper,
+            &certs,
+            Some(Duration::from_millis(10)),
+        );
+        let stats = load(addr, &certs, Mode::Handshake, false, 800);
+        assert!(stats.ok > 0 && stats.failed == 0, "{stats:?}");
+    }
+
+    #[test]
+    fn rsa_chain_from_openssl_and_failures_are_counted() {
+        let work = tempfile::tempdir().unwrap();
+        let rsa = pki::generate(work.path(), KeyType::Rsa2048).unwrap();
+        let p256 = pki::generate(work.path(), KeyType::P256).unwrap();
+        for kind in [ServerKind::Raw, ServerKind::MtlsAxum] {
+            let (addr, _stop) = start(kind, &rsa, None);
+            let stats = load(addr, &rsa, Mode::Handshake, false, 300);
+            assert!(stats.ok > 0 && stats.failed == 0, "{kind:?}: {stats:?}");
+            // A client certificate from another CA is refused: every attempt fails.
+            let stats = load(addr, &p256, Mode::Handshake, false, 200);
+            assert!(stats.ok == 0 && stats.failed > 0, "{kind:?}: {stats:?}");
+            assert!(!stats.errors.is_empty());
+        }
+    }
+
+    #[test]
+    fn flags() {
+        let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let o = parse_run(&args(
+            "--secs 2 --rounds 1 --certs rsa2048 --servers raw,mtls-axum --cases idle --no-pin",
+        ))
+        .unwrap();
+        assert_eq!(o.secs, Duration::from_secs(2));
+        assert_eq!(o.certs, [KeyType::Rsa2048]);
+        assert_eq!(o.servers, [ServerKind::Raw, ServerKind::MtlsAxum]);
+        assert!(!o.pin);
+        for bad in [
+            "--secs",
+            "--rounds 0",
+            "--certs dsa",
+            "--servers iis",
+            "--what 1",
+        ] {
+            assert!(parse_run(&args(bad)).is_err(), "{bad}");
+        }
+        let s = parse_serve(&args("--kind mtls-hyper --certs /x --reload-every-ms 10")).unwrap();
+        assert_eq!(s.kind, ServerKind::MtlsHyper);
+        assert_eq!(s.reload_every, Some(Duration::from_millis(10)));
+        assert!(parse_serve(&args("--certs /x")).is_err());
+    }
+}

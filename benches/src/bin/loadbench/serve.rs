@@ -195,12 +195,10 @@ where
     let acceptor = TlsAcceptor::from(config);
     let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
-        let io = match tcp.accept().await {
-            Ok((io, _)) => io,
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
+        let Ok((io, _)) = tcp.accept().await else {
+            // EMFILE and friends: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
         };
         let _ = io.set_nodelay(true);
         let (acceptor, http, service) = (acceptor.clone(), http.clone(), service.clone());
