@@ -98,17 +98,18 @@ pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> 
     Ok(out)
 }
 
-/// Loads CRL files; each must parse, and one whose issuer is none of `cas` is logged.
+/// Loads CRL files; each must parse, and a CRL whose issuer is one of `cas` must carry
+/// that CA's signature (one whose issuer is none of `cas` is logged).
 pub(crate) fn load_crls(
     paths: &[PathBuf],
     cas: &LoadedCas,
 ) -> Result<Vec<CertificateRevocationListDer<'static>>> {
     let mut out = Vec::new();
-    let ca_names: Vec<Vec<u8>> = cas
+    let ca_certs: Vec<X509Certificate<'_>> = cas
         .certs
         .iter()
         .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok())
-        .map(|(_, c)| c.subject().as_raw().to_vec())
+        .map(|(_, c)| c)
         .collect();
     for path in paths {
         for crl in crate::pem::load_crls(path)? {
@@ -117,9 +118,14 @@ pub(crate) fn load_crls(
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
-            if !ca_names.iter().any(|n| n == parsed.issuer().as_raw()) {
+            let issuers: Vec<&X509Certificate<'_>> = ca_certs
+                .iter()
+                .filter(|ca| ca.subject().as_raw() == parsed.issuer().as_raw())
+                .collect();
+            if issuers.is_empty() {
                 // Intermediates usually reach us in the peer's chain, not in the CA file,
                 // so a CRL from a CA we were not given is legitimate; say so in the log.
+                // Its signature is checked when a peer's chain reaches that CA.
                 tracing::info!(
                     target: "mtls::material",
                     file = %path.display(),
@@ -127,6 +133,17 @@ pub(crate) fn load_crls(
                     "CRL is issued by a CA that is not in the CA files (an intermediate?); \
                      it applies to the certificates that CA issued"
                 );
+            } else if !issuers.iter().any(|ca| crl_signed_by(&parsed, ca)) {
+                return Err(Error::BadCrl {
+                    path: path.clone(),
+                    reason: format!(
+                        "its signature does not verify with the key of the configured CA \
+                         \"{}\" it names as issuer: it was not issued by that CA (or was \
+                         altered). Generate it again with that CA's key \
+                         (`openssl ca -gencrl -keyfile ca.key -cert ca.crt -out crl.pem`)",
+                        parsed.issuer()
+                    ),
+                });
             }
             if let Some(next) = parsed.next_update() {
                 let next = to_system_time(next.timestamp());
@@ -143,6 +160,24 @@ pub(crate) fn load_crls(
         }
     }
     Ok(out)
+}
+
+#[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
+fn crl_signed_by(
+    crl: &x509_parser::revocation_list::CertificateRevocationList<'_>,
+    ca: &X509Certificate<'_>,
+) -> bool {
+    crl.verify_signature(ca.public_key()).is_ok()
+}
+
+/// Without a provider feature there is nothing to check signatures with; the CRL is
+/// checked by rustls when it is used.
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+fn crl_signed_by(
+    _crl: &x509_parser::revocation_list::CertificateRevocationList<'_>,
+    _ca: &X509Certificate<'_>,
+) -> bool {
+    true
 }
 
 /// Options of the identity preflight.

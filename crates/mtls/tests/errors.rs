@@ -252,3 +252,29 @@ fn two_keys_in_one_file() {
     assert!(matches!(e, Error::MultipleKeys { count: 2, .. }), "{e:?}");
     says(&e, "two-keys.pem", &["2 private keys", "keep only the key"]);
 }
+
+#[test]
+fn crl_not_signed_by_the_ca_it_names() {
+    let pki = mtls_testing::TestPki::new();
+    let (_, sf) = pki.server("localhost");
+    // Another root with the very same name: its CRL claims to come from our root.
+    let impostor = mtls_testing::Ca::root("mtls-testing root");
+    let forged = impostor.crl(&[]).write(pki.dir.path(), "forged.crl");
+    let genuine = pki.root.crl(&[]).write(pki.dir.path(), "genuine.crl");
+    let build = |crl: &std::path::Path| {
+        Server::builder()
+            .identity(&sf.cert, &sf.key)
+            .client_ca(pki.ca_file())
+            .crl(crl)
+            .policy(Policy::any_verified())
+            .build()
+    };
+    build(&genuine).unwrap();
+    let e = build(&forged).unwrap_err();
+    assert!(matches!(e, Error::BadCrl { .. }), "{e:?}");
+    says(
+        &e,
+        "forged.crl",
+        &["signature does not verify", "mtls-testing root"],
+    );
+}
