@@ -145,6 +145,8 @@ const CLOSED_WORDS: &[&str] = &[
     // hyper's client over HTTP/2 when the connection ends before the request is sent
     // (the connection task has the TLS error; the request only sees this)
     "channel closed",
+    // hyper-util's pool: the connection died while the request waited for it
+    "connection was not ready",
 ];
 
 /// Asserts that the connection was refused at the TLS level for `case`: no HTTP answer,
