@@ -181,7 +181,12 @@ async fn openssl_s_client_sees_no_client_ca_names() {
     let mut cmd = Command::new("openssl");
     cmd.arg("s_client")
         .args(["-connect", &format!("127.0.0.1:{}", server.port())])
-        .args(["-servername", "localhost", "-verify_return_error", "-ign_eof"])
+        .args([
+            "-servername",
+            "localhost",
+            "-verify_return_error",
+            "-ign_eof",
+        ])
         .arg("-CAfile")
         .arg(g.ca())
         .arg("-cert")
