@@ -170,9 +170,10 @@ impl<E: IdentityExtractor> Acceptor<E> {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let stream = match tokio::time::timeout(self.timeout, self.tls.accept(io)).await {
+        let accept = self.tls.accept(io).into_fallible();
+        let stream = match tokio::time::timeout(self.timeout, accept).await {
             Err(_) => return Err(HandshakeError::Timeout(self.timeout)),
-            Ok(Err(source)) => {
+            Ok(Err((source, mut io))) => {
                 let rejection = source
                     .get_ref()
                     .and_then(|e| e.downcast_ref::<rustls::Error>())
@@ -180,6 +181,7 @@ impl<E: IdentityExtractor> Acceptor<E> {
                 if let Some(r @ Rejection::NoCertificate) = &rejection {
                     log_rejection("server", r, None);
                 }
+                linger(&mut io).await;
                 return Err(HandshakeError::Tls { source, rejection });
             }
             Ok(Ok(s)) => s,
@@ -219,6 +221,29 @@ impl<E: IdentityExtractor> Acceptor<E> {
             resumed,
         })
     }
+}
+
+/// After a failed handshake the alert has been written; closing at once would make the
+/// kernel answer the client's unread data (under TLS 1.3 it has already sent its first
+/// request) with a reset, which can destroy the alert before the client reads it: curl
+/// then reports "connection reset" instead of "certificate required". So send FIN and
+/// read what the client still sends, briefly and boundedly, before closing.
+async fn linger<IO: AsyncRead + AsyncWrite + Unpin>(io: &mut IO) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const MAX_TIME: Duration = Duration::from_millis(500);
+    const MAX_BYTES: usize = 64 * 1024;
+    let _ = tokio::time::timeout(MAX_TIME, async {
+        let _ = io.shutdown().await;
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while total < MAX_BYTES {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
 }
 
 fn classify(e: &rustls::Error) -> Option<Rejection> {
