@@ -228,35 +228,32 @@ async fn measure(
         reload.then_some(options.reload_every),
         options.pin,
     )?;
-    let (mode, resume) = match case {
-        Case::Resumed => (Mode::Handshake, true),
-        Case::KeepAlive => (Mode::KeepAlive, false),
-        _ => (Mode::Handshake, false),
+    let mode = match case {
+        Case::Resumed => Mode::Resumed,
+        Case::KeepAlive => Mode::KeepAlive,
+        _ => Mode::Full,
     };
-    let config = load::client_config(certs, resume, options.client_verify)?;
-    let warm = load::run(
-        server.addr,
-        config.clone(),
-        mode,
-        options.conns,
-        options.warmup,
-    )
-    .await;
-    let cpu0 = procfs::cpu_ticks(server.pid)?;
-    let mut stats = load::run(server.addr, config, mode, options.conns, options.secs).await;
-    let cpu1 = procfs::cpu_ticks(server.pid)?;
+    let config = load::client_config(certs, options.client_verify)?;
+    let warm = load::run(server.addr, &config, mode, options.conns, options.warmup).await;
+    let me = std::process::id();
+    let (cpu0, client0) = (procfs::cpu_ticks(server.pid)?, procfs::cpu_ticks(me)?);
+    let mut stats = load::run(server.addr, &config, mode, options.conns, options.secs).await;
+    let (cpu1, client1) = (procfs::cpu_ticks(server.pid)?, procfs::cpu_ticks(me)?);
     let hwm = procfs::status_kib(server.pid, "VmHWM")?;
     let reloads = server.last_line();
     server.check_alive()?;
     drop(server);
 
     let cpu_s = cpu1.saturating_sub(cpu0) as f64 / ticks as f64;
+    let client_s = client1.saturating_sub(client0) as f64 / ticks as f64;
+    let wall = stats.elapsed.as_secs_f64().max(1e-9);
     Ok(Sample {
         rate: stats.rate(),
         p50_ms: stats.quantile_ms(0.50),
         p99_ms: stats.quantile_ms(0.99),
         cpu_us: cpu_s * 1e6 / stats.ok.max(1) as f64,
-        cpu_pct: cpu_s * 100.0 / stats.elapsed.as_secs_f64().max(1e-9),
+        cpu_pct: cpu_s * 100.0 / wall,
+        client_cpu_pct: client_s * 100.0 / wall,
         peak_rss_mib: hwm as f64 / 1024.0,
         failed: stats.failed,
         warmup_failed: warm.failed,
@@ -273,12 +270,12 @@ async fn measure_idle(
     options: &RunOptions,
 ) -> Result<IdleSample, BoxError> {
     let mut server = ServerProc::start(kind, certs, work, None, options.pin)?;
-    let config = load::client_config(certs, false, options.client_verify)?;
+    let config = load::client_config(certs, options.client_verify)?;
     // Warm the server's allocator and lazy state with some short connections first.
     let warm = load::run(
         server.addr,
-        config.clone(),
-        Mode::Handshake,
+        &config,
+        Mode::Full,
         options.conns,
         Duration::from_millis(500),
     )
@@ -289,7 +286,7 @@ async fn measure_idle(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = procfs::status_kib(server.pid, "VmRSS")?;
 
-    let connector = tokio_rustls::TlsConnector::from(config);
+    let connector = load::connector(&config, false);
     let workers = options.conns.min(options.idle_conns).max(1);
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..workers {

@@ -1,7 +1,8 @@
 //! The load client: tokio-rustls connections driven from one current-thread runtime.
 //!
-//! * [`Mode::Handshake`]: every iteration opens a TCP connection, completes the mTLS
-//!   handshake (full, or resumed from the client's session cache), sends one
+//! * [`Mode::Full`] / [`Mode::Resumed`]: every iteration opens a TCP connection,
+//!   completes the mTLS handshake (full, or resumed from a ticket of the connection
+//!   before: each client connection loop has its own session cache), sends one
 //!   `GET / HTTP/1.1` with `Connection: close`, reads the response and waits for the
 //!   server to close (so TIME_WAIT stays on the server side).
 //! * [`Mode::KeepAlive`]: each connection is opened once, then sends GETs back to back.
@@ -38,8 +39,10 @@ use crate::BoxError;
 /// What each connection does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// New connection, handshake, one GET, close.
-    Handshake,
+    /// New connection, full handshake, one GET, close.
+    Full,
+    /// New connection, handshake resumed from the loop's session cache, one GET, close.
+    Resumed,
     /// One connection, GETs back to back.
     KeepAlive,
 }
@@ -51,12 +54,8 @@ const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: clos
 const GET_KEEP: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
 /// The client's rustls config: the bench client certificate, ALPN `http/1.1`, the same
-/// provider (and key-exchange groups) as the servers, and a session cache when `resume`.
-pub(crate) fn client_config(
-    certs: &Path,
-    resume: bool,
-    full_verify: bool,
-) -> Result<Arc<ClientConfig>, BoxError> {
+/// provider (and key-exchange groups) as the servers; [`run`] sets the resumption.
+pub(crate) fn client_config(certs: &Path, full_verify: bool) -> Result<ClientConfig, BoxError> {
     let provider = Arc::new(
         mtls::provider::feature_default().ok_or("mtls was built without a crypto provider")?,
     );
@@ -78,12 +77,7 @@ pub(crate) fn client_config(
             mtls::pem::load_key(certs.join("client.key"))?,
         )?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.resumption = if resume {
-        Resumption::in_memory_sessions(256)
-    } else {
-        Resumption::disabled()
-    };
-    Ok(Arc::new(config))
+    Ok(config)
 }
 
 /// Checks the handshake signature against the presented leaf; accepts any chain.
@@ -180,20 +174,19 @@ impl LoadStats {
 /// Runs `conns` connection loops against `addr` for `duration`.
 pub(crate) async fn run(
     addr: SocketAddr,
-    config: Arc<ClientConfig>,
+    config: &ClientConfig,
     mode: Mode,
     conns: usize,
     duration: Duration,
 ) -> LoadStats {
-    let connector = TlsConnector::from(config);
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..conns {
-        let connector = connector.clone();
+        let connector = connector(config, mode == Mode::Resumed);
         tasks.spawn(async move {
             match mode {
-                Mode::Handshake => handshake_loop(addr, connector, deadline).await,
+                Mode::Full | Mode::Resumed => handshake_loop(addr, connector, deadline).await,
                 Mode::KeepAlive => keep_alive_loop(addr, connector, deadline).await,
             }
         });
@@ -207,6 +200,17 @@ pub(crate) async fn run(
     }
     stats.elapsed = start.elapsed();
     stats
+}
+
+/// A connector of `config` with its own session cache when `resume`, else none.
+pub(crate) fn connector(config: &ClientConfig, resume: bool) -> TlsConnector {
+    let mut config = config.clone();
+    config.resumption = if resume {
+        Resumption::in_memory_sessions(4)
+    } else {
+        Resumption::disabled()
+    };
+    TlsConnector::from(Arc::new(config))
 }
 
 /// Opens one TCP connection and completes the mTLS handshake.
