@@ -72,6 +72,7 @@ pub(crate) struct RunOptions {
     pub(crate) idle_conns: usize,
     pub(crate) reload_every: Duration,
     pub(crate) client_verify: bool,
+    pub(crate) server_spawn: bool,
     pub(crate) pin: bool,
     pub(crate) out: Option<PathBuf>,
 }
@@ -89,6 +90,7 @@ impl Default for RunOptions {
             idle_conns: 1000,
             reload_every: Duration::from_millis(10),
             client_verify: false,
+            server_spawn: false,
             pin: true,
             out: None,
         }
@@ -226,7 +228,7 @@ async fn measure(
         certs,
         work,
         reload.then_some(options.reload_every),
-        options.pin,
+        options,
     )?;
     let mode = match case {
         Case::Resumed => Mode::Resumed,
@@ -269,7 +271,7 @@ async fn measure_idle(
     work: &Path,
     options: &RunOptions,
 ) -> Result<IdleSample, BoxError> {
-    let mut server = ServerProc::start(kind, certs, work, None, options.pin)?;
+    let mut server = ServerProc::start(kind, certs, work, None, options)?;
     let config = load::client_config(certs, options.client_verify)?;
     // Warm the server's allocator and lazy state with some short connections first.
     let warm = load::run(
@@ -354,11 +356,11 @@ impl ServerProc {
         certs: &Path,
         work: &Path,
         reload: Option<Duration>,
-        pin: bool,
+        options: &RunOptions,
     ) -> Result<Self, BoxError> {
         match kind {
-            ServerKind::Nginx => Self::start_nginx(certs, work, pin),
-            _ => Self::start_ours(kind, certs, reload, pin),
+            ServerKind::Nginx => Self::start_nginx(certs, work, options.pin),
+            _ => Self::start_ours(kind, certs, reload, options),
         }
     }
 
@@ -376,16 +378,19 @@ impl ServerProc {
         kind: ServerKind,
         certs: &Path,
         reload: Option<Duration>,
-        pin: bool,
+        options: &RunOptions,
     ) -> Result<Self, BoxError> {
         let exe = std::env::current_exe()?;
-        let mut cmd = Self::command(pin, exe);
+        let mut cmd = Self::command(options.pin, exe);
         cmd.args(["serve", "--kind", kind.name(), "--certs"])
             .arg(certs)
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         if let Some(every) = reload {
             cmd.args(["--reload-every-ms", &every.as_millis().to_string()]);
+        }
+        if options.server_spawn {
+            cmd.arg("--spawn");
         }
         let mut child = cmd
             .spawn()

@@ -36,7 +36,7 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str = "\
 usage: loadbench [options]                 run the bench (client on core 0, servers on core 1)
-       loadbench serve --kind KIND --certs DIR [--reload-every-ms N]
+       loadbench serve --kind KIND --certs DIR [--reload-every-ms N] [--spawn]
                                            run one server under test (used by the bench)
 
 options:
@@ -52,6 +52,9 @@ options:
   --reload-every-ms N   reload period of the reload case (default 10)
   --client-verify       validate the server chain in the client too (default: check the
                         handshake signature only, to keep the client cheaper than the server)
+  --server-main-thread  run each server's accept/serve loop on the main thread with
+                        block_on, as #[tokio::main] does, instead of on the runtime's
+                        worker (with one core, the two threads then take turns on it)
   --no-pin              do not pin the client and servers to cores 0 and 1
   --out FILE            also write the markdown report to FILE
   -h, --help            this text
@@ -137,6 +140,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, BoxError> {
                 o.reload_every = Duration::from_millis(flags.parsed(flag)?);
             }
             "--client-verify" => o.client_verify = true,
+            "--server-spawn" => o.server_spawn = true,
             "--no-pin" => o.pin = false,
             "--out" => o.out = Some(PathBuf::from(flags.value(flag)?)),
             _ => return Err(format!("unknown option {flag:?} (see --help)").into()),
@@ -150,6 +154,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, BoxError> {
 
 fn parse_serve(args: &[String]) -> Result<ServeOptions, BoxError> {
     let (mut kind, mut certs, mut reload_every) = (None, None, None);
+    let mut spawn = false;
     let mut flags = Flags { args: args.iter() };
     while let Some(flag) = flags.next() {
         match flag {
@@ -158,6 +163,7 @@ fn parse_serve(args: &[String]) -> Result<ServeOptions, BoxError> {
             "--reload-every-ms" => {
                 reload_every = Some(Duration::from_millis(flags.parsed(flag)?));
             }
+            "--spawn" => spawn = true,
             _ => return Err(format!("serve: unknown option {flag:?} (see --help)").into()),
         }
     }
@@ -165,6 +171,7 @@ fn parse_serve(args: &[String]) -> Result<ServeOptions, BoxError> {
         kind: kind.ok_or("serve: --kind is required")?,
         certs: certs.ok_or("serve: --certs is required")?,
         reload_every: reload_every.filter(|d| !d.is_zero()),
+        spawn,
     })
 }
 
@@ -190,6 +197,7 @@ mod tests {
             kind,
             certs: certs.to_owned(),
             reload_every,
+            spawn: false,
         };
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -3,8 +3,10 @@
 //!
 //! Every server listens on `127.0.0.1:0`, prints `LISTENING <addr>` on stdout once it
 //! accepts connections, and answers every request with `200 ok\n`. All of them run on a
-//! tokio multi-thread runtime with one worker (what `#[tokio::main]` gives on one core)
-//! and offer ALPN `h2, http/1.1`.
+//! tokio multi-thread runtime with one worker (what `#[tokio::main]` gives on one core),
+//! with the server's own accept/serve loop run by `block_on` on the main thread, as
+//! `#[tokio::main]` runs `main`'s body (or, with `--spawn`, spawned onto the worker), and
+//! offer ALPN `h2, http/1.1`.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -88,6 +90,10 @@ pub(crate) struct ServeOptions {
     pub(crate) kind: ServerKind,
     pub(crate) certs: PathBuf,
     pub(crate) reload_every: Option<Duration>,
+    /// Spawn the server's top-level future onto the runtime's worker instead of running
+    /// it on the main thread with `block_on` (what `#[tokio::main] async fn main() {
+    /// serve(..).await }` does).
+    pub(crate) spawn: bool,
 }
 
 /// Runs the server until the process is killed.
@@ -96,7 +102,11 @@ pub(crate) fn run(options: ServeOptions) -> Result<(), BoxError> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    rt.block_on(serve(options, announce))
+    if options.spawn {
+        rt.block_on(async { tokio::spawn(serve(options, announce)).await? })
+    } else {
+        rt.block_on(serve(options, announce))
+    }
 }
 
 /// Serves until the future is dropped; `listening` is called once connections are
