@@ -52,9 +52,9 @@ options:
   --reload-every-ms N   reload period of the reload case (default 10)
   --client-verify       validate the server chain in the client too (default: check the
                         handshake signature only, to keep the client cheaper than the server)
-  --server-main-thread  run each server's accept/serve loop on the main thread with
-                        block_on, as #[tokio::main] does, instead of on the runtime's
-                        worker (with one core, the two threads then take turns on it)
+  --server-spawn        spawn each server's accept/serve loop onto the runtime's worker
+                        (default: run it on the main thread with block_on, as
+                        #[tokio::main] runs main's body; the two threads share the core)
   --no-pin              do not pin the client and servers to cores 0 and 1
   --out FILE            also write the markdown report to FILE
   -h, --help            this text
