@@ -931,6 +931,15 @@ pub(crate) fn normalize_dn(dn: &str) -> Result<String, String> {
         let value = String::from_utf8(bytes)
             .map_err(|_| "an escaped attribute value is not valid UTF-8".to_owned())?;
         if hex_form {
+            // RFC 4514: `#` then the hex of the value's BER encoding, nothing else.
+            let hex = &value[1..];
+            if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(
+                    "a value starting with `#` must be the hex of a BER encoding (like \
+                     #0C0461626364); write a literal `#` as `\\#`"
+                        .to_owned(),
+                );
+            }
             out.push_str(&value.to_ascii_uppercase());
         } else {
             escape_value(&value, &mut out);
