@@ -75,6 +75,9 @@ pub(crate) struct RunOptions {
     pub(crate) server_spawn: bool,
     pub(crate) pin: bool,
     pub(crate) out: Option<PathBuf>,
+    /// Drive a server that is already running (e.g. under a profiler) instead of
+    /// starting the servers: `(address, directory with client.crt/client.key/ca.crt)`.
+    pub(crate) connect: Option<(SocketAddr, PathBuf)>,
 }
 
 impl Default for RunOptions {
@@ -93,6 +96,7 @@ impl Default for RunOptions {
             server_spawn: false,
             pin: true,
             out: None,
+            connect: None,
         }
     }
 }
@@ -105,6 +109,9 @@ pub(crate) fn run(mut options: RunOptions) -> Result<(), BoxError> {
     let mut notes = Vec::new();
     if options.pin {
         pin_self(&mut notes);
+    }
+    if let Some((addr, certs)) = options.connect.clone() {
+        return drive(addr, &certs, &options);
     }
     if options.servers.contains(&ServerKind::Nginx) && !nginx_installed() {
         options.servers.retain(|k| *k != ServerKind::Nginx);
@@ -174,6 +181,36 @@ pub(crate) fn run(mut options: RunOptions) -> Result<(), BoxError> {
     print!("{text}");
     if let Some(out) = &options.out {
         std::fs::write(out, &text).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    }
+    Ok(())
+}
+
+/// Drives an external server with each load case once and prints what the client saw.
+fn drive(addr: SocketAddr, certs: &Path, options: &RunOptions) -> Result<(), BoxError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let config = load::client_config(certs, options.client_verify)?;
+    for &case in &options.cases {
+        let mode = match case {
+            Case::Full => Mode::Full,
+            Case::Resumed => Mode::Resumed,
+            Case::KeepAlive => Mode::KeepAlive,
+            Case::Reload | Case::Idle => {
+                eprintln!("--connect: skipping the {} case", case.name());
+                continue;
+            }
+        };
+        let mut stats = rt.block_on(load::run(addr, &config, mode, options.conns, options.secs));
+        let (p50, p99) = (stats.quantile_ms(0.5), stats.quantile_ms(0.99));
+        println!(
+            "{}: {} ok ({:.0}/s), {} failed, {} resumed, p50 {p50:.2} ms, p99 {p99:.2} ms",
+            case.name(),
+            stats.ok,
+            stats.rate(),
+            stats.failed,
+            stats.resumed,
+        );
     }
     Ok(())
 }

@@ -57,6 +57,9 @@ options:
                         #[tokio::main] runs main's body; the two threads share the core)
   --no-pin              do not pin the client and servers to cores 0 and 1
   --out FILE            also write the markdown report to FILE
+  --connect ADDR DIR    only drive a server already listening on ADDR (e.g. one run under
+                        perf or valgrind with `loadbench serve`), with the client
+                        certificate in DIR; prints what the client saw
   -h, --help            this text
 ";
 
@@ -143,6 +146,10 @@ fn parse_run(args: &[String]) -> Result<RunOptions, BoxError> {
             "--server-spawn" => o.server_spawn = true,
             "--no-pin" => o.pin = false,
             "--out" => o.out = Some(PathBuf::from(flags.value(flag)?)),
+            "--connect" => {
+                let addr = flags.parsed(flag)?;
+                o.connect = Some((addr, PathBuf::from(flags.value(flag)?)));
+            }
             _ => return Err(format!("unknown option {flag:?} (see --help)").into()),
         }
     }

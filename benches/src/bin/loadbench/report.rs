@@ -353,9 +353,9 @@ pub(crate) fn render(
         let _ = writeln!(
             out,
             "Throughput goals are judged on server CPU per operation (raw ÷ ours = the \
-             server's capacity on its core relative to the baseline), because the load \
-             client, alone on the other core, saturates before the servers do (see CPU %); \
-             the measured ops/s ratio is shown too.\n"
+             server's capacity on its core relative to the baseline): measured ops/s also \
+             depend on the load client, which has one core too, and on what else runs on \
+             the machine (see CPU %). The measured ops/s ratio is shown next to it.\n"
         );
         let _ = writeln!(out, "| server | certs | goal | measured | met |");
         let _ = writeln!(out, "|---|---|---|---|---|");
