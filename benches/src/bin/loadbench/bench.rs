@@ -93,7 +93,7 @@ impl Default for RunOptions {
             idle_conns: 1000,
             reload_every: Duration::from_millis(10),
             client_verify: false,
-            server_spawn: false,
+            server_spawn: true,
             pin: true,
             out: None,
             connect: None,

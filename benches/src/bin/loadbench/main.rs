@@ -52,9 +52,9 @@ options:
   --reload-every-ms N   reload period of the reload case (default 10)
   --client-verify       validate the server chain in the client too (default: check the
                         handshake signature only, to keep the client cheaper than the server)
-  --server-spawn        spawn each server's accept/serve loop onto the runtime's worker
-                        (default: run it on the main thread with block_on, as
-                        #[tokio::main] runs main's body; the two threads share the core)
+  --server-main-thread  run each server's accept/serve loop on the main thread with
+                        block_on, as #[tokio::main] runs main's body, so two threads take
+                        turns on the server's core (default: spawn it onto the worker)
   --no-pin              do not pin the client and servers to cores 0 and 1
   --out FILE            also write the markdown report to FILE
   --connect ADDR DIR    only drive a server already listening on ADDR (e.g. one run under
@@ -143,7 +143,7 @@ fn parse_run(args: &[String]) -> Result<RunOptions, BoxError> {
                 o.reload_every = Duration::from_millis(flags.parsed(flag)?);
             }
             "--client-verify" => o.client_verify = true,
-            "--server-spawn" => o.server_spawn = true,
+            "--server-main-thread" => o.server_spawn = false,
             "--no-pin" => o.pin = false,
             "--out" => o.out = Some(PathBuf::from(flags.value(flag)?)),
             "--connect" => {

@@ -4,9 +4,9 @@
 //! Every server listens on `127.0.0.1:0`, prints `LISTENING <addr>` on stdout once it
 //! accepts connections, and answers every request with `200 ok\n`. All of them run on a
 //! tokio multi-thread runtime with one worker (what `#[tokio::main]` gives on one core),
-//! with the server's own accept/serve loop run by `block_on` on the main thread, as
-//! `#[tokio::main]` runs `main`'s body (or, with `--spawn`, spawned onto the worker), and
-//! offer ALPN `h2, http/1.1`.
+//! with the server's own accept/serve loop spawned onto that worker with `--spawn` (the
+//! bench's default), or else run by `block_on` on the main thread, as `#[tokio::main]`
+//! runs `main`'s body; they offer ALPN `h2, http/1.1`.
 
 use std::convert::Infallible;
 use std::io::Write;
