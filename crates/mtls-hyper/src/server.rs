@@ -275,7 +275,12 @@ where
         remote_addr,
     } = accepted;
     let h2 = peer.alpn() == Some(b"h2") || !http.is_http1_available();
-    let (identity, principal) = peer.into_parts();
+    let (identity, mut principal) = peer.into_parts();
+    // With the default extractor the principal *is* the identity (`Arc<PeerIdentity>`):
+    // inserting it again would only overwrite the same extension, once per request.
+    if std::any::TypeId::of::<P>() == std::any::TypeId::of::<Arc<PeerIdentity>>() {
+        principal = None;
+    }
     let service = WithPeer {
         inner: service,
         identity,

@@ -8,12 +8,12 @@
 //! progress is dropped to make room: a flood of clients that never finish cannot lock out
 //! a client that does. The HTTP adapters are built on it.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -406,6 +406,34 @@ impl<E: IdentityExtractor> TlsListener<E> {
     }
 }
 
+/// One handshake in progress, as the accept loop sees it.
+struct Pending {
+    /// True until the handshake ends or is evicted; whoever flips it releases the slot.
+    handshaking: Arc<AtomicBool>,
+    task: tokio::task::AbortHandle,
+}
+
+/// Releases a handshake slot exactly once: when the handshake ends, or when the task is
+/// dropped (aborted) before that.
+struct Slot {
+    handshaking: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Slot {
+    fn release(&self) {
+        if self.handshaking.swap(false, Ordering::AcqRel) {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 async fn accept_loop<E: IdentityExtractor>(
     tcp: TcpListener,
     acceptor: Acceptor<E>,
@@ -413,8 +441,10 @@ async fn accept_loop<E: IdentityExtractor>(
     tx: mpsc::Sender<Accepted<E::Principal>>,
     stats: Arc<ListenerStats>,
 ) {
-    let in_flight: Arc<Mutex<BTreeMap<u64, tokio::task::AbortHandle>>> = Arc::default();
-    let mut next_id = 0u64;
+    // Only this loop touches `pending` (oldest first); the tasks only flip their flag and
+    // the counter, so the accept path takes no lock.
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut pending: VecDeque<Pending> = VecDeque::new();
     loop {
         let (io, remote_addr) = match tcp.accept().await {
             Ok(x) => x,
@@ -427,33 +457,37 @@ async fn accept_loop<E: IdentityExtractor>(
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         let _ = io.set_nodelay(true);
-        next_id += 1;
-        let id = next_id;
-        {
-            let mut map = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            while map.len() >= options.max_handshakes {
-                if let Some((_, oldest)) = map.pop_first() {
-                    oldest.abort();
-                    stats.handshakes_evicted.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(
-                        target: "mtls::acceptor",
-                        "handshake cap reached; dropped the oldest handshake in progress"
-                    );
-                }
+        while in_flight.load(Ordering::Acquire) >= options.max_handshakes {
+            let Some(oldest) = pending.pop_front() else {
+                break;
+            };
+            if oldest.handshaking.swap(false, Ordering::AcqRel) {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                oldest.task.abort();
+                stats.handshakes_evicted.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    target: "mtls::acceptor",
+                    "handshake cap reached; dropped the oldest handshake in progress"
+                );
             }
         }
+        // Forget finished handshakes now and then, so `pending` stays proportional to the
+        // handshakes actually in progress.
+        if pending.len() > 64 && pending.len() > 2 * in_flight.load(Ordering::Acquire) {
+            pending.retain(|p| p.handshaking.load(Ordering::Acquire));
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let handshaking = Arc::new(AtomicBool::new(true));
+        let slot = Slot {
+            handshaking: handshaking.clone(),
+            in_flight: in_flight.clone(),
+        };
         let acceptor = acceptor.clone();
         let tx = tx.clone();
         let stats2 = stats.clone();
-        let in_flight2 = in_flight.clone();
-        // Hold the map lock while spawning so the task's own removal comes after insertion.
-        let mut map = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        let handle = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let result = acceptor.accept(io).await;
-            in_flight2
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&id);
+            slot.release();
             match result {
                 Ok((stream, peer)) => {
                     stats2.handshakes_ok.fetch_add(1, Ordering::Relaxed);
@@ -481,7 +515,9 @@ async fn accept_loop<E: IdentityExtractor>(
                 }
             }
         });
-        map.insert(id, handle.abort_handle());
-        drop(map);
+        pending.push_back(Pending {
+            handshaking,
+            task: task.abort_handle(),
+        });
     }
 }

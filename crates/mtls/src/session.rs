@@ -36,10 +36,14 @@ impl EpochSessionStore {
         }
     }
 
-    fn current(&self, tagged: Vec<u8>) -> Option<Vec<u8>> {
-        let (tag, value) = tagged.split_at_checked(8)?;
-        let tag = u64::from_be_bytes(tag.try_into().ok()?);
-        (tag == self.epoch.load(Ordering::Acquire)).then(|| value.to_vec())
+    fn current(&self, mut tagged: Vec<u8>) -> Option<Vec<u8>> {
+        let tag = u64::from_be_bytes(tagged.get(..8)?.try_into().ok()?);
+        if tag != self.epoch.load(Ordering::Acquire) {
+            return None;
+        }
+        // Strip the tag in place: no second allocation per resumption.
+        tagged.drain(..8);
+        Some(tagged)
     }
 }
 
