@@ -977,7 +977,8 @@ fn canonical_attribute_type(ty: &str) -> Option<String> {
     )
 }
 
-fn format_serial(raw: &[u8]) -> String {
+/// A serial number as `openssl x509 -serial` prints it: uppercase hex, no sign byte.
+pub(crate) fn format_serial(raw: &[u8]) -> String {
     let negative = raw.first().is_some_and(|b| b & 0x80 != 0);
     let magnitude: Vec<u8> = if negative {
         // Two's complement: invert and add one.

@@ -360,7 +360,7 @@ fn check_chain(
             Err(Error::Revoked {
                 path: path.to_owned(),
                 subject: leaf.subject().to_string(),
-                serial: leaf.raw_serial_as_string().replace(':', "").to_uppercase(),
+                serial: crate::identity::format_serial(leaf.raw_serial()),
             })
         }
         other => Err(Error::ChainInvalid {

@@ -151,6 +151,13 @@ fn own_certificate_revoked_by_configured_crl() {
         .unwrap_err();
     assert!(matches!(e, Error::Revoked { .. }), "{e:?}");
     says(&e, "revoked.crt", &["revoked", "serial"]);
+    // The serial reads as the server log and `openssl x509 -serial` print it.
+    let id =
+        mtls::PeerIdentity::from_chain(&mtls::pem::load_certs(fx("revoked.crt")).unwrap()).unwrap();
+    assert!(
+        e.to_string().contains(&format!("serial {}", id.serial())),
+        "{e}"
+    );
 }
 
 #[test]
