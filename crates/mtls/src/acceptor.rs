@@ -6,16 +6,25 @@
 //! out finished connections in order of completion, so a client that stalls its handshake
 //! never delays anyone else. When the cap is reached, the oldest handshake still in
 //! progress is dropped to make room: a flood of clients that never finish cannot lock out
-//! a client that does. The HTTP adapters are built on it.
+//! a client that does. Dropping the listener closes the TCP socket and drops the
+//! handshakes still in progress. The HTTP adapters are built on it.
+//!
+//! Finished connections are taken with [`TlsListener::accept`], or served where they
+//! were accepted by a handler given to [`TlsListener::handle_with`]: each connection then
+//! stays in the task that ran its handshake, with no second task and no queue between
+//! the handshake and the application (mtls-hyper's server works this way).
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -329,11 +338,24 @@ pub struct Accepted<P> {
     pub remote_addr: SocketAddr,
 }
 
+/// A connection handler installed with [`TlsListener::handle_with`].
+type Handler<P> = dyn Fn(Accepted<P>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync;
+
+/// Where the handshake tasks deliver finished connections: to the handler when one is
+/// installed, else to the queue read by [`TlsListener::accept`].
+struct Sink<P> {
+    handler: ArcSwapOption<Box<Handler<P>>>,
+    queue: mpsc::Sender<Accepted<P>>,
+}
+
 /// Accepts TCP connections and runs their handshakes concurrently; see the module docs.
 ///
-/// The background task stops when the listener is dropped.
+/// The background task stops when the listener is dropped, and the handshakes still in
+/// progress are dropped with it. Connections already handed out (or being served by a
+/// [handler](Self::handle_with)) are not affected.
 pub struct TlsListener<E: IdentityExtractor = DefaultExtractor> {
     rx: mpsc::Receiver<Accepted<E::Principal>>,
+    sink: Arc<Sink<E::Principal>>,
     local_addr: SocketAddr,
     stats: Arc<ListenerStats>,
     task: tokio::task::JoinHandle<()>,
@@ -374,19 +396,76 @@ impl<E: IdentityExtractor> TlsListener<E> {
         options: ListenerOptions,
     ) -> io::Result<Self> {
         let local_addr = tcp.local_addr()?;
-        let (tx, rx) = mpsc::channel(options.backlog.max(1));
+        let (queue, rx) = mpsc::channel(options.backlog.max(1));
+        let sink = Arc::new(Sink {
+            handler: ArcSwapOption::empty(),
+            queue,
+        });
         let stats = Arc::new(ListenerStats::default());
-        let task = tokio::spawn(accept_loop(tcp, acceptor, options, tx, stats.clone()));
+        let task = tokio::spawn(accept_loop(
+            tcp,
+            acceptor,
+            options,
+            sink.clone(),
+            stats.clone(),
+        ));
         Ok(Self {
             rx,
+            sink,
             local_addr,
             stats,
             task,
         })
     }
 
+    /// Serves every connection whose handshake succeeds from now on with `handler`, in
+    /// the task that ran the handshake, instead of queueing it for
+    /// [`accept`](Self::accept).
+    ///
+    /// This saves a task and a queue hop per connection over `accept` followed by
+    /// `tokio::spawn`. The handler's future runs as long as the connection is served; it
+    /// is not cancelled when the listener is dropped, so a server that wants to close its
+    /// connections on shutdown gives the future its own signal. Connections finished
+    /// before the call (or racing with it) are still returned by `accept`, so a server
+    /// switching to a handler keeps calling `accept` and serves those the same way.
+    /// A later call replaces the handler; [`clear_handler`](Self::clear_handler)
+    /// returns to queueing.
+    ///
+    /// ```no_run
+    /// # async fn run(server: mtls::Server) -> std::io::Result<()> {
+    /// let tcp = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+    /// let mut listener = mtls::TlsListener::new(tcp, server.acceptor())?;
+    /// listener.handle_with(|conn: mtls::Accepted<_>| async move {
+    ///     let who = conn.peer.identity().map(|id| id.subject().to_owned());
+    ///     println!("{who:?} connected from {}", conn.remote_addr);
+    /// });
+    /// loop {
+    ///     // Only connections that finished before `handle_with` arrive here.
+    ///     let conn = listener.accept().await;
+    ///     drop(conn);
+    /// }
+    /// # }
+    /// ```
+    pub fn handle_with<F, Fut>(&mut self, handler: F)
+    where
+        F: Fn(Accepted<E::Principal>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let boxed: Box<Handler<E::Principal>> = Box::new(move |conn| Box::pin(handler(conn)));
+        self.sink.handler.store(Some(Arc::new(boxed)));
+    }
+
+    /// Removes the handler set by [`handle_with`](Self::handle_with): finished
+    /// connections are queued for [`accept`](Self::accept) again.
+    pub fn clear_handler(&mut self) {
+        self.sink.handler.store(None);
+    }
+
     /// The next connection whose handshake succeeded. Failed handshakes are logged and
     /// counted, never returned.
+    ///
+    /// While a [handler](Self::handle_with) is installed, only connections that finished
+    /// before it was installed arrive here.
     pub async fn accept(&mut self) -> Accepted<E::Principal> {
         match self.rx.recv().await {
             Some(a) => a,
@@ -434,17 +513,32 @@ impl Drop for Slot {
     }
 }
 
+/// The handshakes in progress, oldest first. Dropped with the accept loop (when the
+/// listener is dropped), it drops those that are still handshaking.
+struct PendingHandshakes(VecDeque<Pending>);
+
+impl Drop for PendingHandshakes {
+    fn drop(&mut self) {
+        for p in self.0.drain(..) {
+            if p.handshaking.load(Ordering::Acquire) {
+                p.task.abort();
+            }
+        }
+    }
+}
+
 async fn accept_loop<E: IdentityExtractor>(
     tcp: TcpListener,
     acceptor: Acceptor<E>,
     options: ListenerOptions,
-    tx: mpsc::Sender<Accepted<E::Principal>>,
+    sink: Arc<Sink<E::Principal>>,
     stats: Arc<ListenerStats>,
 ) {
     // Only this loop touches `pending` (oldest first); the tasks only flip their flag and
     // the counter, so the accept path takes no lock.
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut pending = PendingHandshakes(VecDeque::new());
+    let pending = &mut pending.0;
     loop {
         let (io, remote_addr) = match tcp.accept().await {
             Ok(x) => x,
@@ -483,21 +577,32 @@ async fn accept_loop<E: IdentityExtractor>(
             in_flight: in_flight.clone(),
         };
         let acceptor = acceptor.clone();
-        let tx = tx.clone();
+        let sink = sink.clone();
         let stats2 = stats.clone();
         let task = tokio::spawn(async move {
             let result = acceptor.accept(io).await;
             slot.release();
+            drop(acceptor);
             match result {
                 Ok((stream, peer)) => {
                     stats2.handshakes_ok.fetch_add(1, Ordering::Relaxed);
-                    let _ = tx
-                        .send(Accepted {
-                            stream,
-                            peer,
-                            remote_addr,
-                        })
-                        .await;
+                    drop(stats2);
+                    let accepted = Accepted {
+                        stream,
+                        peer,
+                        remote_addr,
+                    };
+                    let handler = sink.handler.load_full();
+                    match handler {
+                        Some(handler) => {
+                            let serve = handler(accepted);
+                            drop((handler, sink));
+                            serve.await;
+                        }
+                        None => {
+                            let _ = sink.queue.send(accepted).await;
+                        }
+                    }
                 }
                 Err(e) => {
                     match e {

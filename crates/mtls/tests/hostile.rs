@@ -222,3 +222,97 @@ async fn capture_client_hello(pki: &TestPki) -> Vec<u8> {
     }
     out
 }
+
+#[tokio::test]
+async fn dropping_the_listener_drops_the_handshakes_in_progress() {
+    use tokio::io::AsyncReadExt;
+    let pki = TestPki::new();
+    let srv = start(&pki, 64, Duration::from_secs(60)).await;
+    let mut stalled = open_idle(3, srv.addr).await;
+    assert!(
+        common::eventually(5, async || srv.stats.accepted() >= 3).await,
+        "{:?}",
+        srv.stats
+    );
+    // Dropping `Running` aborts the task that owns the listener.
+    drop(srv);
+    for s in &mut stalled {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("the stalled handshake was still held after the listener was dropped");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_handler_serves_connections_where_they_were_accepted() {
+    let pki = TestPki::new();
+    let (_, sf) = pki.server("localhost");
+    let server = Server::builder()
+        .identity(&sf.cert, &sf.key)
+        .client_ca(pki.ca_file())
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut listener = TlsListener::new(tcp, server.acceptor()).unwrap();
+    let addr = listener.local_addr();
+    let stats = listener.stats();
+    let client = good_client(&pki);
+
+    // A connection that finishes its handshake before the handler is installed waits in
+    // the queue for `accept`.
+    let early = tokio::spawn({
+        let client = client.clone();
+        async move { ask(&client, addr).await }
+    });
+    assert!(
+        common::eventually(5, async || stats.handshakes_ok() >= 1).await,
+        "{stats:?}"
+    );
+
+    let handled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    listener.handle_with({
+        let handled = handled.clone();
+        move |mut conn: mtls::Accepted<_>| {
+            let handled = handled.clone();
+            async move {
+                handled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let cn = conn
+                    .peer
+                    .identity()
+                    .and_then(|id| id.common_name())
+                    .unwrap_or("?")
+                    .to_owned();
+                let _ = conn
+                    .stream
+                    .write_all(format!("handler {cn}\n").as_bytes())
+                    .await;
+                let _ = conn.stream.shutdown().await;
+            }
+        }
+    });
+    for _ in 0..3 {
+        assert_eq!(ask(&client, addr).await.unwrap(), "handler good");
+    }
+    assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    let mut queued = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("the early connection was not queued");
+    queued.stream.write_all(b"queued\n").await.unwrap();
+    queued.stream.shutdown().await.unwrap();
+    assert_eq!(early.await.unwrap().unwrap(), "queued");
+
+    // Back to queueing.
+    listener.clear_handler();
+    let late = tokio::spawn(async move { ask(&client, addr).await });
+    let mut conn = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("no connection queued after clear_handler");
+    conn.stream.write_all(b"queued again\n").await.unwrap();
+    conn.stream.shutdown().await.unwrap();
+    assert_eq!(late.await.unwrap().unwrap(), "queued again");
+    assert_eq!(handled.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
