@@ -1,9 +1,10 @@
 //! The server side: a serve loop for hyper 1.x over an [`mtls::TlsListener`].
 //!
-//! [`Server`] takes finished connections from the listener (which runs every handshake
-//! in its own task, with a timeout and a cap, so a client that stalls its handshake never
-//! delays anyone else), serves each one with hyper-util's auto connection builder, and
-//! inserts into every request's [extensions](http::Request::extensions):
+//! [`Server`] serves the listener's connections (the listener runs every handshake in its
+//! own task, with a timeout and a cap, so a client that stalls its handshake never delays
+//! anyone else) with hyper-util's auto connection builder, each in the task that ran its
+//! handshake ([`TlsListener::handle_with`]), and inserts into every request's
+//! [extensions](http::Request::extensions):
 //!
 //! * the peer's [`Arc<PeerIdentity>`](mtls::PeerIdentity), when the client presented a
 //!   certificate (always, under the default [`ClientAuth::Required`](mtls::ClientAuth));
@@ -82,17 +83,17 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use mtls::{Accepted, DefaultExtractor, IdentityExtractor, PeerIdentity, TlsListener};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 
 /// The client's socket address, inserted into every request's extensions by [`Server`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -212,20 +213,39 @@ impl<E: IdentityExtractor> Server<E> {
         } else {
             http.clone()
         };
-        let graceful = GracefulShutdown::new();
-        let mut connections = JoinSet::new();
+        let phase = Arc::new(watch::Sender::new(Phase::Serving));
+        // Dropping this future closes every connection at once.
+        let _close_all_on_drop = CloseAllOnDrop(phase.clone());
+
+        // Each connection is served in the task that ran its handshake.
+        // The handler is shared by the handshake tasks, so it must be `Sync`; a service
+        // need not be, hence the mutex, locked only to clone it.
+        listener.handle_with({
+            let service = Mutex::new(service.clone());
+            let (http, http2, phase) = (http.clone(), http2.clone(), phase.clone());
+            move |accepted| {
+                let service = service
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                serve_connection(accepted, service, &http, &http2, phase.subscribe())
+            }
+        });
         let mut signal = std::pin::pin!(signal);
         loop {
             tokio::select! {
                 () = &mut signal => break,
+                // Only connections that finished their handshake before the handler was
+                // installed arrive here.
                 accepted = listener.accept() => {
-                    let task = serve_connection(accepted, service.clone(), &http, &http2, &graceful);
-                    connections.spawn(task);
-                }
-                Some(done) = connections.join_next(), if !connections.is_empty() => {
-                    if let Err(e) = done {
-                        tracing::warn!(target: "mtls_hyper", error = %e, "connection task failed");
-                    }
+                    let task = serve_connection(
+                        accepted,
+                        service.clone(),
+                        &http,
+                        &http2,
+                        phase.subscribe(),
+                    );
+                    tokio::spawn(task);
                 }
             }
         }
@@ -233,23 +253,75 @@ impl<E: IdentityExtractor> Server<E> {
         drop(listener);
         tracing::debug!(
             target: "mtls_hyper",
-            open = graceful.count(),
+            open = phase.receiver_count(),
             "shutting down; waiting for open connections"
         );
-        let drained = graceful.shutdown();
+        phase.send_replace(Phase::Draining);
+        let drained = phase.closed();
         match grace_period {
             None => drained.await,
             Some(period) => {
                 if tokio::time::timeout(period, drained).await.is_err() {
                     tracing::info!(
                         target: "mtls_hyper",
-                        open = connections.len(),
+                        open = phase.receiver_count(),
                         "grace period over; closing the remaining connections"
                     );
+                    phase.send_replace(Phase::Closing);
+                    phase.closed().await;
                 }
             }
         }
-        connections.shutdown().await;
+    }
+}
+
+/// What the server asks of its open connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Serve as usual.
+    Serving,
+    /// Finish the requests in progress, then close (HTTP/2 `GOAWAY`).
+    Draining,
+    /// Close now.
+    Closing,
+}
+
+/// Tells every connection to close when the serve future is dropped.
+struct CloseAllOnDrop(Arc<watch::Sender<Phase>>);
+
+impl Drop for CloseAllOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(Phase::Closing);
+    }
+}
+
+/// Serves one connection until it ends or the server closes it; holding `phase` is what
+/// counts the connection as open.
+async fn drive<C>(conn: C, mut phase: watch::Receiver<Phase>) -> Result<(), C::Error>
+where
+    C: GracefulConnection,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut draining = false;
+    loop {
+        let now = *phase.borrow_and_update();
+        match now {
+            Phase::Closing => return Ok(()),
+            Phase::Draining if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ => {}
+        }
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            changed = phase.changed() => {
+                if changed.is_err() {
+                    // The server is gone without saying so: close.
+                    return Ok(());
+                }
+            }
+        }
     }
 }
 
@@ -258,8 +330,8 @@ fn serve_connection<S, B, P>(
     service: S,
     http: &Arc<auto::Builder<TokioExecutor>>,
     http2: &Arc<auto::Builder<TokioExecutor>>,
-    graceful: &GracefulShutdown,
-) -> impl Future<Output = ()> + Send + 'static
+    phase: watch::Receiver<Phase>,
+) -> impl Future<Output = ()> + Send + use<S, B, P>
 where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -290,19 +362,11 @@ where
     let io = TokioIo::new(stream);
     let http = http.clone();
     let http2 = http2.clone();
-    let watcher = graceful.watcher();
     async move {
         let result = if h2 {
-            watcher
-                .watch(http2.serve_connection(io, service).into_owned())
-                .await
+            drive(http2.serve_connection(io, service), phase).await
         } else {
-            watcher
-                .watch(
-                    http.serve_connection_with_upgrades(io, service)
-                        .into_owned(),
-                )
-                .await
+            drive(http.serve_connection_with_upgrades(io, service), phase).await
         };
         if let Err(e) = result {
             tracing::debug!(

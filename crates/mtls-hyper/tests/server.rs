@@ -267,3 +267,38 @@ async fn stalled_handshakes_do_not_block_other_clients() {
     assert_eq!(stats.handshakes_timed_out(), 0);
     drop(stalled);
 }
+
+#[tokio::test]
+async fn dropping_the_serve_future_closes_every_connection() {
+    let fx = Fixture::new();
+    let listener = listener(&fx.server()).await;
+    let addr = listener.local_addr();
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
+        let started = started_tx.clone();
+        async move {
+            let _ = started.send(()).await;
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }
+    });
+    let server = tokio::spawn(mtls_hyper::Server::new(listener).serve(service));
+    let client = http_client(Connector::new(&fx.client("alice")).http1_only());
+    let request = tokio::spawn(async move { get(&client, url(addr, "/hang")).await });
+    tokio::time::timeout(TIMEOUT, started_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    // The connection is served in a task of its own; dropping the serve future must
+    // still end it.
+    server.abort();
+    let outcome = tokio::time::timeout(TIMEOUT, request)
+        .await
+        .expect("the connection outlived the dropped server")
+        .unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener still accepts"
+    );
+}
