@@ -13,6 +13,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+#[cfg(test)]
+use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -237,7 +240,39 @@ fn authorize(
 /// leaf is parsed once per connection (and not at all for a repeat client).
 #[derive(Debug, Default)]
 pub(crate) struct IdentityCache {
-    map: Mutex<HashMap<Box<[u8]>, Arc<PeerIdentity>>>,
+    map: Mutex<HashMap<Box<[u8]>, Arc<PeerIdentity>, BuildHasherDefault<TailHasher>>>,
+}
+
+/// Hashes a certificate by its length and its last 32 bytes, which lie in its signature:
+/// cheaper than hashing the whole DER on every connection, and as good a key, since the
+/// map compares the whole DER on a hit. Only verified certificates are cached, so a
+/// peer cannot craft colliding keys without its CA signing them.
+#[derive(Debug, Default)]
+struct TailHasher(u64);
+
+impl TailHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let tail = &bytes[bytes.len().saturating_sub(32)..];
+        for chunk in tail.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 const IDENTITY_CACHE_MAX: usize = 4096;
@@ -442,5 +477,57 @@ impl ServerCertVerifier for ServerVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.schemes.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn identity_cache_tells_apart_certificates_with_the_same_hashed_tail() {
+        let ca = mtls_testing::Ca::root("Cache CA");
+        let (a, b) = (ca.leaf("alice").build(), ca.leaf("bob").build());
+        let (a, b) = (a.cert_der(), b.cert_der());
+        // Two byte strings that differ only before the last 32 bytes hash the same.
+        let mut twin = a.clone();
+        twin[20] ^= 0xff;
+        let hash = |der: &[u8]| {
+            let mut h = TailHasher::default();
+            der.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(hash(&a), hash(&twin));
+        assert_ne!(hash(&a), hash(&b));
+
+        let cache = IdentityCache::default();
+        let alice = cache
+            .identity(&[CertificateDer::from(a.clone())], 1)
+            .unwrap();
+        assert_eq!(alice.common_name(), Some("alice"));
+        assert!(
+            cache.get(&twin).is_none(),
+            "a hash collision returned alice"
+        );
+        let bob = cache
+            .identity(&[CertificateDer::from(b.clone())], 1)
+            .unwrap();
+        assert_eq!(bob.common_name(), Some("bob"));
+        // A hit returns the cached identity, with the generation brought up to date.
+        assert!(Arc::ptr_eq(
+            &cache
+                .identity(&[CertificateDer::from(a.clone())], 1)
+                .unwrap(),
+            &alice
+        ));
+        assert_eq!(
+            cache
+                .identity(&[CertificateDer::from(a)], 2)
+                .unwrap()
+                .generation(),
+            2
+        );
     }
 }

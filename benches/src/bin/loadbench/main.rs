@@ -38,6 +38,9 @@ const USAGE: &str = "\
 usage: loadbench [options]                 run the bench (client on core 0, servers on core 1)
        loadbench serve --kind KIND --certs DIR [--reload-every-ms N] [--spawn]
                                            run one server under test (used by the bench)
+       loadbench certs --out ROOT [--certs LIST]
+                                           write the bench's PKIs into ROOT/p256 and
+                                           ROOT/rsa2048 (for `serve` and `--connect`)
 
 options:
   --secs S              measured seconds per case and round (default 5)
@@ -69,10 +72,10 @@ fn main() -> ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let result = if args.first().map(String::as_str) == Some("serve") {
-        parse_serve(&args[1..]).and_then(serve::run)
-    } else {
-        parse_run(&args).and_then(bench::run)
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => parse_serve(&args[1..]).and_then(serve::run),
+        Some("certs") => write_certs(&args[1..]),
+        _ => parse_run(&args).and_then(bench::run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -180,6 +183,26 @@ fn parse_serve(args: &[String]) -> Result<ServeOptions, BoxError> {
         reload_every: reload_every.filter(|d| !d.is_zero()),
         spawn,
     })
+}
+
+/// `loadbench certs --out ROOT [--certs LIST]`.
+fn write_certs(args: &[String]) -> Result<(), BoxError> {
+    let mut root = None;
+    let mut key_types = vec![KeyType::P256, KeyType::Rsa2048];
+    let mut flags = Flags { args: args.iter() };
+    while let Some(flag) = flags.next() {
+        match flag {
+            "--out" => root = Some(PathBuf::from(flags.value(flag)?)),
+            "--certs" => key_types = flags.list(flag, KeyType::parse)?,
+            _ => return Err(format!("certs: unknown option {flag:?} (see --help)").into()),
+        }
+    }
+    let root = root.ok_or("certs: --out is required")?;
+    for key_type in key_types {
+        let dir = pki::generate(&root, key_type)?;
+        println!("{key_type}: {}", dir.display());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
