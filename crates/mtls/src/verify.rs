@@ -240,8 +240,10 @@ fn authorize(
 /// leaf is parsed once per connection (and not at all for a repeat client).
 #[derive(Debug, Default)]
 pub(crate) struct IdentityCache {
-    map: Mutex<HashMap<Box<[u8]>, Arc<PeerIdentity>, BuildHasherDefault<TailHasher>>>,
+    map: Mutex<LeafMap>,
 }
+
+type LeafMap = HashMap<Box<[u8]>, Arc<PeerIdentity>, BuildHasherDefault<TailHasher>>;
 
 /// Hashes a certificate by its length and its last 32 bytes, which lie in its signature:
 /// cheaper than hashing the whole DER on every connection, and as good a key, since the
@@ -511,9 +513,7 @@ mod tests {
             cache.get(&twin).is_none(),
             "a hash collision returned alice"
         );
-        let bob = cache
-            .identity(&[CertificateDer::from(b.clone())], 1)
-            .unwrap();
+        let bob = cache.identity(&[CertificateDer::from(b)], 1).unwrap();
         assert_eq!(bob.common_name(), Some("bob"));
         // A hit returns the cached identity, with the generation brought up to date.
         assert!(Arc::ptr_eq(
