@@ -83,7 +83,9 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -93,7 +95,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use mtls::{Accepted, DefaultExtractor, IdentityExtractor, PeerIdentity, TlsListener};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// The client's socket address, inserted into every request's extensions by [`Server`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -213,22 +215,22 @@ impl<E: IdentityExtractor> Server<E> {
         } else {
             http.clone()
         };
-        let phase = Arc::new(watch::Sender::new(Phase::Serving));
+        let shutdown = Arc::new(Shutdown::default());
         // Dropping this future closes every connection at once.
-        let _close_all_on_drop = CloseAllOnDrop(phase.clone());
+        let _close_all_on_drop = CloseAllOnDrop(shutdown.clone());
 
         // Each connection is served in the task that ran its handshake.
         // The handler is shared by the handshake tasks, so it must be `Sync`; a service
         // need not be, hence the mutex, locked only to clone it.
         listener.handle_with({
             let service = Mutex::new(service.clone());
-            let (http, http2, phase) = (http.clone(), http2.clone(), phase.clone());
+            let (http, http2, shutdown) = (http.clone(), http2.clone(), shutdown.clone());
             move |accepted| {
                 let service = service
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
-                serve_connection(accepted, service, &http, &http2, phase.subscribe())
+                serve_connection(accepted, service, &http, &http2, Open::new(&shutdown))
             }
         });
         let mut signal = std::pin::pin!(signal);
@@ -243,7 +245,7 @@ impl<E: IdentityExtractor> Server<E> {
                         service.clone(),
                         &http,
                         &http2,
-                        phase.subscribe(),
+                        Open::new(&shutdown),
                     );
                     tokio::spawn(task);
                 }
@@ -253,22 +255,22 @@ impl<E: IdentityExtractor> Server<E> {
         drop(listener);
         tracing::debug!(
             target: "mtls_hyper",
-            open = phase.receiver_count(),
+            open = shutdown.open(),
             "shutting down; waiting for open connections"
         );
-        phase.send_replace(Phase::Draining);
-        let drained = phase.closed();
+        shutdown.set(Phase::Draining);
+        let drained = shutdown.all_closed();
         match grace_period {
             None => drained.await,
             Some(period) => {
                 if tokio::time::timeout(period, drained).await.is_err() {
                     tracing::info!(
                         target: "mtls_hyper",
-                        open = phase.receiver_count(),
+                        open = shutdown.open(),
                         "grace period over; closing the remaining connections"
                     );
-                    phase.send_replace(Phase::Closing);
-                    phase.closed().await;
+                    shutdown.set(Phase::Closing);
+                    shutdown.all_closed().await;
                 }
             }
         }
@@ -277,52 +279,131 @@ impl<E: IdentityExtractor> Server<E> {
 
 /// What the server asks of its open connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 enum Phase {
     /// Serve as usual.
-    Serving,
+    Serving = 0,
     /// Finish the requests in progress, then close (HTTP/2 `GOAWAY`).
-    Draining,
+    Draining = 1,
     /// Close now.
-    Closing,
+    Closing = 2,
+}
+
+/// The shutdown state shared by a serve loop and its connections.
+///
+/// Built on an atomic and two `Notify`s rather than a `watch` channel so that a
+/// connection checks it with one atomic load per wake-up, not a lock.
+#[derive(Debug, Default)]
+struct Shutdown {
+    phase: AtomicU8,
+    changed: Notify,
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+impl Shutdown {
+    fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Acquire) {
+            0 => Phase::Serving,
+            1 => Phase::Draining,
+            _ => Phase::Closing,
+        }
+    }
+
+    fn set(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Completes when no connection is open.
+    async fn all_closed(&self) {
+        loop {
+            let closed = self.closed.notified();
+            let mut closed = std::pin::pin!(closed);
+            closed.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+}
+
+/// Counts a connection as open until dropped.
+struct Open(Arc<Shutdown>);
+
+impl Open {
+    fn new(shutdown: &Arc<Shutdown>) -> Self {
+        shutdown.open.fetch_add(1, Ordering::AcqRel);
+        Self(shutdown.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
 }
 
 /// Tells every connection to close when the serve future is dropped.
-struct CloseAllOnDrop(Arc<watch::Sender<Phase>>);
+struct CloseAllOnDrop(Arc<Shutdown>);
 
 impl Drop for CloseAllOnDrop {
     fn drop(&mut self) {
-        self.0.send_replace(Phase::Closing);
+        self.0.set(Phase::Closing);
     }
 }
 
-/// Serves one connection until it ends or the server closes it; holding `phase` is what
-/// counts the connection as open.
-async fn drive<C>(conn: C, mut phase: watch::Receiver<Phase>) -> Result<(), C::Error>
+/// Serves one connection until it ends or the server closes it.
+async fn drive<C>(conn: C, open: Open) -> Result<(), C::Error>
 where
     C: GracefulConnection,
 {
+    let shutdown = &*open.0;
     let mut conn = std::pin::pin!(conn);
-    let mut draining = false;
-    loop {
-        let now = *phase.borrow_and_update();
-        match now {
-            Phase::Closing => return Ok(()),
-            Phase::Draining if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
+    // Armed before the phase is first read, so no change can slip in between.
+    let mut changed = std::pin::pin!(shutdown.changed.notified());
+    changed.as_mut().enable();
+    let mut seen = Phase::Serving;
+    // The waker the notification will wake; polling it again is only needed when the
+    // task's waker changes (a lock in `Notify`), not on every wake-up of the connection.
+    let mut armed_for: Option<Waker> = None;
+    std::future::poll_fn(|cx| {
+        loop {
+            let now = shutdown.phase();
+            if now == seen {
+                break;
             }
-            _ => {}
+            seen = now;
+            match now {
+                Phase::Closing => return Poll::Ready(Ok(())),
+                Phase::Draining => conn.as_mut().graceful_shutdown(),
+                Phase::Serving => {}
+            }
+            changed.set(shutdown.changed.notified());
+            changed.as_mut().enable();
+            armed_for = None;
         }
-        tokio::select! {
-            result = conn.as_mut() => return result,
-            changed = phase.changed() => {
-                if changed.is_err() {
-                    // The server is gone without saying so: close.
-                    return Ok(());
-                }
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        if !armed_for.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if changed.as_mut().poll(cx).is_ready() {
+                // The phase changed since it was read: look again.
+                cx.waker().wake_by_ref();
+            } else {
+                armed_for = Some(cx.waker().clone());
             }
         }
-    }
+        Poll::Pending
+    })
+    .await
 }
 
 fn serve_connection<S, B, P>(
@@ -330,7 +411,7 @@ fn serve_connection<S, B, P>(
     service: S,
     http: &Arc<auto::Builder<TokioExecutor>>,
     http2: &Arc<auto::Builder<TokioExecutor>>,
-    phase: watch::Receiver<Phase>,
+    open: Open,
 ) -> impl Future<Output = ()> + Send + use<S, B, P>
 where
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -364,9 +445,9 @@ where
     let http2 = http2.clone();
     async move {
         let result = if h2 {
-            drive(http2.serve_connection(io, service), phase).await
+            drive(http2.serve_connection(io, service), open).await
         } else {
-            drive(http.serve_connection_with_upgrades(io, service), phase).await
+            drive(http.serve_connection_with_upgrades(io, service), open).await
         };
         if let Err(e) = result {
             tracing::debug!(
