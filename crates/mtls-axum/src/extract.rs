@@ -73,7 +73,8 @@ pub enum IdentityRejection {
         available: &'static str,
     },
     /// There is an identity but no principal: it came from a bare
-    /// `Arc<mtls::PeerIdentity>` request extension, which has none. 500.
+    /// `Arc<mtls::PeerIdentity>` request extension, and no request extension of the
+    /// principal's type was inserted beside it. 500.
     NoPrincipal,
 }
 
@@ -275,7 +276,12 @@ fn principal<P: Clone + Send + Sync + 'static>(
 ) -> Result<Option<Principal<P>>, IdentityRejection> {
     let source = Source::find(&parts.extensions)?;
     let Source::Conn(info) = source else {
-        return Err(IdentityRejection::NoPrincipal);
+        // A server loop that inserts bare extensions (`mtls_hyper::Server`) inserts the
+        // principal as its own type; with the default extractor it is the identity.
+        return match parts.extensions.get::<P>() {
+            Some(p) => Ok(Some(Principal(p.clone()))),
+            None => Err(IdentityRejection::NoPrincipal),
+        };
     };
     if info.identity().is_none() {
         return Ok(None);

@@ -73,7 +73,21 @@
 //!
 //! The extractors also accept a bare `Arc<mtls::PeerIdentity>` request extension, for
 //! routers served by another loop that inserts one (a request without it still answers
-//! 500 there, as no connection info says the client was anonymous).
+//! 500 there, as no connection info says the client was anonymous). [`Principal<P>`]
+//! then reads a request extension of type `P`.
+//!
+//! ## Fewer tasks per connection
+//!
+//! `axum::serve` takes each finished connection from the listener through a queue and
+//! spawns a task to serve it, beside the task that ran the handshake. `mtls-hyper`'s
+//! server serves each connection in its handshake task instead, and inserts the identity
+//! and the principal as request extensions, so a router using this crate's extractors
+//! and layers can be served with
+//! `mtls_hyper::Server::new(listener).serve_tower(app)`: one task and no queue per
+//! connection, which the load bench (`benches/README.md`) measures as a few percent less
+//! CPU per short connection. What it does not give: [`TlsConnectInfo`] (ALPN, resumption),
+//! and anonymous clients under `ClientAuth::Optional`, which the extractors answer with 500
+//! there, as said above.
 //!
 //! ## Where to authorize
 //!

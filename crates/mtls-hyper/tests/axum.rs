@@ -8,7 +8,7 @@ mod support;
 use axum::Router;
 use axum::routing::get as route_get;
 use http::Version;
-use mtls_axum::{MtlsListener, MtlsRouterExt, PeerIdentity};
+use mtls_axum::{MtlsListener, MtlsRouterExt, PeerIdentity, Principal};
 use mtls_hyper::{Connector, ServerIdentity};
 use support::*;
 
@@ -68,4 +68,39 @@ async fn axum_router_served_as_a_tower_service() {
         assert_eq!(head.version, version);
         assert_eq!(body, name);
     }
+}
+
+#[derive(Debug, Clone)]
+struct Tenant(String);
+
+#[tokio::test]
+async fn axum_principal_extractor_under_the_hyper_server() {
+    let fx = Fixture::new();
+    let server = fx.server();
+    let extractor = |id: &std::sync::Arc<mtls::PeerIdentity>| {
+        Ok::<_, mtls::identity::ExtractError>(Tenant(format!(
+            "tenant-{}",
+            id.common_name().unwrap_or("?")
+        )))
+    };
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = mtls::TlsListener::new(tcp, server.acceptor_with(extractor)).unwrap();
+    let addr = listener.local_addr();
+    let app = Router::new()
+        .route(
+            "/tenant",
+            route_get(|Principal(t): Principal<Tenant>| async move { t.0 }),
+        )
+        .route(
+            "/wrong",
+            route_get(|Principal(n): Principal<u32>| async move { n.to_string() }),
+        );
+    let _task = tokio::spawn(mtls_hyper::Server::new(listener).serve_tower(app));
+
+    let client = http_client(Connector::new(&fx.client("alice")));
+    let (head, body) = get(&client, url(addr, "/tenant")).await.unwrap();
+    assert_eq!((head.status.as_u16(), body.as_str()), (200, "tenant-alice"));
+    // A principal type the server does not insert is a server misconfiguration.
+    let (head, _) = get(&client, url(addr, "/wrong")).await.unwrap();
+    assert_eq!(head.status, 500);
 }
