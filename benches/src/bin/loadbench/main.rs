@@ -48,8 +48,8 @@ options:
   --rounds N            alternating rounds; medians are reported (default 3)
   --conns N             concurrent client connections (default 16)
   --certs LIST          p256,rsa2048 (default both)
-  --servers LIST        raw,raw-axum,mtls-hyper,mtls-axum,nginx (default all; nginx is
-                        skipped with a note when not installed)
+  --servers LIST        raw,raw-axum,mtls-hyper,mtls-axum,mtls-axum-hyper,nginx
+                        (default all; nginx is skipped with a note when not installed)
   --cases LIST          full,resumed,keepalive,reload,idle (default all)
   --idle-conns N        idle connections for the memory case (default 1000)
   --reload-every-ms N   reload period of the reload case (default 10)
@@ -267,6 +267,7 @@ mod tests {
             ServerKind::RawAxum,
             ServerKind::MtlsHyper,
             ServerKind::MtlsAxum,
+            ServerKind::MtlsAxumHyper,
         ] {
             let (addr, _stop) = start(kind, &certs, None);
             for mode in [Mode::Full, Mode::Resumed, Mode::KeepAlive] {

@@ -413,7 +413,11 @@ fn goals(summaries: &[Summary], idle: &[(KeyType, ServerKind, IdleSample)]) -> V
         }
     }
     for k in keys {
-        for kind in [ServerKind::MtlsHyper, ServerKind::MtlsAxum] {
+        for kind in [
+            ServerKind::MtlsHyper,
+            ServerKind::MtlsAxum,
+            ServerKind::MtlsAxumHyper,
+        ] {
             let mut row = |goal: &str, measured: String, met: Option<bool>| {
                 let met = match met {
                     Some(true) => "yes",

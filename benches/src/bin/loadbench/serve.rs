@@ -42,16 +42,20 @@ pub(crate) enum ServerKind {
     MtlsHyper,
     /// `mtls_axum::MtlsListener` + `axum::serve`.
     MtlsAxum,
+    /// The same axum Router served by `mtls_hyper::Server::serve_tower` (one task per
+    /// connection, see mtls-axum's docs).
+    MtlsAxumHyper,
     /// nginx with `ssl_verify_client on` (not a `serve` kind: nginx runs itself).
     Nginx,
 }
 
 impl ServerKind {
-    pub(crate) const ALL: [Self; 5] = [
+    pub(crate) const ALL: [Self; 6] = [
         Self::Raw,
         Self::RawAxum,
         Self::MtlsHyper,
         Self::MtlsAxum,
+        Self::MtlsAxumHyper,
         Self::Nginx,
     ];
 
@@ -61,6 +65,7 @@ impl ServerKind {
             Self::RawAxum => "raw-axum",
             Self::MtlsHyper => "mtls-hyper",
             Self::MtlsAxum => "mtls-axum",
+            Self::MtlsAxumHyper => "mtls-axum-hyper",
             Self::Nginx => "nginx",
         }
     }
@@ -72,7 +77,7 @@ impl ServerKind {
             .ok_or_else(|| {
                 format!(
                     "unknown server {s:?}: expected one of raw, raw-axum, mtls-hyper, \
-                     mtls-axum, nginx"
+                     mtls-axum, mtls-axum-hyper, nginx"
                 )
                 .into()
             })
@@ -80,7 +85,7 @@ impl ServerKind {
 
     /// Whether this is one of ours (built on the mtls crates).
     pub(crate) fn is_mtls(self) -> bool {
-        matches!(self, Self::MtlsHyper | Self::MtlsAxum)
+        matches!(self, Self::MtlsHyper | Self::MtlsAxum | Self::MtlsAxumHyper)
     }
 }
 
@@ -142,6 +147,14 @@ pub(crate) async fn serve(
             let listener = MtlsListener::new(TlsListener::new(tcp, server.acceptor())?);
             listening(addr)?;
             axum::serve(listener, router().into_mtls_service()).await?;
+        }
+        ServerKind::MtlsAxumHyper => {
+            let server = mtls_server(certs, options.reload_every)?;
+            let listener = TlsListener::new(tcp, server.acceptor())?;
+            listening(addr)?;
+            mtls_hyper::Server::new(listener)
+                .serve_tower(router())
+                .await;
         }
         ServerKind::Nginx => return Err("nginx is not served by this binary".into()),
     }
