@@ -676,11 +676,11 @@ mod tests {
         let (io, _) = tcp.accept().await.unwrap();
         let acceptor = server.acceptor();
         let handshake = acceptor.accept(io);
-        let stream = std::mem::size_of::<TlsStream<TcpStream>>();
+        let stream = size_of::<TlsStream<TcpStream>>();
         assert!(
-            std::mem::size_of_val(&handshake) <= stream + 512,
+            size_of_val(&handshake) <= stream + 512,
             "handshake future {} bytes, TLS stream {stream}",
-            std::mem::size_of_val(&handshake)
+            size_of_val(&handshake)
         );
         drop((handshake, client));
     }
