@@ -83,9 +83,10 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -95,7 +96,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use mtls::{Accepted, DefaultExtractor, IdentityExtractor, PeerIdentity, TlsListener};
+use pin_project_lite::pin_project;
 use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 
 /// The client's socket address, inserted into every request's extensions by [`Server`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -296,7 +299,7 @@ enum Phase {
 #[derive(Debug, Default)]
 struct Shutdown {
     phase: AtomicU8,
-    changed: Notify,
+    changed: Arc<Notify>,
     open: AtomicUsize,
     closed: Notify,
 }
@@ -360,50 +363,120 @@ impl Drop for CloseAllOnDrop {
     }
 }
 
-/// Serves one connection until it ends or the server closes it.
-async fn drive<C>(conn: C, open: Open) -> Result<(), C::Error>
+pin_project! {
+    /// Serves one connection until it ends or the server closes it, and logs how it
+    /// ended. A plain future rather than an `async fn`: an `async fn` would keep the
+    /// connection it was given beside the one it polls, doubling what an idle
+    /// connection holds.
+    struct Drive<C> {
+        #[pin]
+        conn: C,
+        // Armed before the phase is first read, so no change can slip in between.
+        #[pin]
+        changed: OwnedNotified,
+        open: Open,
+        seen: Phase,
+        // The waker the notification will wake; polling it again is only needed when
+        // the task's waker changes (a lock in `Notify`), not on every wake-up.
+        armed_for: Option<Waker>,
+        remote_addr: SocketAddr,
+    }
+}
+
+impl<C: GracefulConnection> Drive<C>
 where
-    C: GracefulConnection,
+    C::Error: fmt::Display,
 {
-    let shutdown = &*open.0;
-    let mut conn = std::pin::pin!(conn);
-    // Armed before the phase is first read, so no change can slip in between.
-    let mut changed = std::pin::pin!(shutdown.changed.notified());
-    changed.as_mut().enable();
-    let mut seen = Phase::Serving;
-    // The waker the notification will wake; polling it again is only needed when the
-    // task's waker changes (a lock in `Notify`), not on every wake-up of the connection.
-    let mut armed_for: Option<Waker> = None;
-    std::future::poll_fn(|cx| {
+    fn new(conn: C, open: Open, remote_addr: SocketAddr) -> Self {
+        let changed = open.0.changed.clone().notified_owned();
+        Self {
+            conn,
+            changed,
+            open,
+            seen: Phase::Serving,
+            armed_for: None,
+            remote_addr,
+        }
+    }
+}
+
+impl<C: GracefulConnection> Future for Drive<C>
+where
+    C::Error: fmt::Display,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if this.armed_for.is_none() {
+            this.changed.as_mut().enable();
+        }
         loop {
-            let now = shutdown.phase();
-            if now == seen {
+            let now = this.open.0.phase();
+            if now == *this.seen {
                 break;
             }
-            seen = now;
+            *this.seen = now;
             match now {
-                Phase::Closing => return Poll::Ready(Ok(())),
-                Phase::Draining => conn.as_mut().graceful_shutdown(),
+                Phase::Closing => return Poll::Ready(()),
+                Phase::Draining => this.conn.as_mut().graceful_shutdown(),
                 Phase::Serving => {}
             }
-            changed.set(shutdown.changed.notified());
-            changed.as_mut().enable();
-            armed_for = None;
+            this.changed
+                .set(this.open.0.changed.clone().notified_owned());
+            this.changed.as_mut().enable();
+            *this.armed_for = None;
         }
-        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-            return Poll::Ready(result);
+        match this.conn.as_mut().poll(cx) {
+            Poll::Ready(Ok(())) => return Poll::Ready(()),
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(
+                    target: "mtls_hyper",
+                    remote = %this.remote_addr,
+                    error = %e,
+                    "connection ended with an error"
+                );
+                return Poll::Ready(());
+            }
+            Poll::Pending => {}
         }
-        if !armed_for.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            if changed.as_mut().poll(cx).is_ready() {
+        if !this
+            .armed_for
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            if this.changed.as_mut().poll(cx).is_ready() {
                 // The phase changed since it was read: look again.
+                this.changed
+                    .set(this.open.0.changed.clone().notified_owned());
+                *this.armed_for = None;
                 cx.waker().wake_by_ref();
             } else {
-                armed_for = Some(cx.waker().clone());
+                *this.armed_for = Some(cx.waker().clone());
             }
         }
         Poll::Pending
-    })
-    .await
+    }
+}
+
+pin_project! {
+    /// One of two futures with the same output.
+    #[project = EitherProj]
+    enum Either<A, B> {
+        Left { #[pin] future: A },
+        Right { #[pin] future: B },
+    }
+}
+
+impl<A: Future<Output = ()>, B: Future<Output = ()>> Future for Either<A, B> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.project() {
+            EitherProj::Left { future } => future.poll(cx),
+            EitherProj::Right { future } => future.poll(cx),
+        }
+    }
 }
 
 fn serve_connection<S, B, P>(
@@ -441,21 +514,19 @@ where
         remote: RemoteAddr(remote_addr),
     };
     let io = TokioIo::new(stream);
-    let http = http.clone();
-    let http2 = http2.clone();
-    async move {
-        let result = if h2 {
-            drive(http2.serve_connection(io, service), open).await
-        } else {
-            drive(http.serve_connection_with_upgrades(io, service), open).await
-        };
-        if let Err(e) = result {
-            tracing::debug!(
-                target: "mtls_hyper",
-                remote = %remote_addr,
-                error = %e,
-                "connection ended with an error"
-            );
+    // The connection is built here, not in an `async` block that would keep `io` and
+    // `service` beside it for its whole life.
+    if h2 {
+        let conn = http2.serve_connection(io, service).into_owned();
+        Either::Left {
+            future: Drive::new(conn, open, remote_addr),
+        }
+    } else {
+        let conn = http
+            .serve_connection_with_upgrades(io, service)
+            .into_owned();
+        Either::Right {
+            future: Drive::new(conn, open, remote_addr),
         }
     }
 }
