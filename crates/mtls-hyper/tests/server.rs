@@ -189,15 +189,7 @@ async fn grace_period_closes_connections_that_do_not_finish() {
     let fx = Fixture::new();
     let listener = listener(&fx.server()).await;
     let addr = listener.local_addr();
-    let (started_tx, mut started_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
-        let started = started_tx.clone();
-        async move {
-            let _ = started.send(()).await;
-            std::future::pending::<()>().await;
-            Ok::<_, Infallible>(Response::new(String::new()))
-        }
-    });
+    let (service, mut started_rx) = hanging_service();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         mtls_hyper::Server::new(listener)
@@ -273,15 +265,7 @@ async fn dropping_the_serve_future_closes_every_connection() {
     let fx = Fixture::new();
     let listener = listener(&fx.server()).await;
     let addr = listener.local_addr();
-    let (started_tx, mut started_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
-        let started = started_tx.clone();
-        async move {
-            let _ = started.send(()).await;
-            std::future::pending::<()>().await;
-            Ok::<_, Infallible>(Response::new(String::new()))
-        }
-    });
+    let (service, mut started_rx) = hanging_service();
     let server = tokio::spawn(mtls_hyper::Server::new(listener).serve(service));
     let client = http_client(Connector::new(&fx.client("alice")).http1_only());
     let request = tokio::spawn(async move { get(&client, url(addr, "/hang")).await });
@@ -301,4 +285,28 @@ async fn dropping_the_serve_future_closes_every_connection() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "the listener still accepts"
     );
+}
+
+/// A service whose requests never finish; the receiver hears of each request started.
+fn hanging_service() -> (
+    impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static,
+    tokio::sync::mpsc::Receiver<()>,
+) {
+    let (started_tx, started_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
+        let started = started_tx.clone();
+        async move {
+            let _ = started.send(()).await;
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }
+    });
+    (service, started_rx)
 }

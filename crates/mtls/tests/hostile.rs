@@ -27,14 +27,18 @@ impl Drop for Running {
     }
 }
 
-async fn start(pki: &TestPki, cap: usize, timeout: Duration) -> Running {
+fn server(pki: &TestPki) -> Server {
     let (_, sf) = pki.server("localhost");
-    let server = Server::builder()
+    Server::builder()
         .identity(&sf.cert, &sf.key)
         .client_ca(pki.ca_file())
         .policy(Policy::any_verified())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+async fn start(pki: &TestPki, cap: usize, timeout: Duration) -> Running {
+    let server = server(pki);
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut listener = TlsListener::with_options(
         tcp,
@@ -248,13 +252,7 @@ async fn dropping_the_listener_drops_the_handshakes_in_progress() {
 #[tokio::test]
 async fn a_handler_serves_connections_where_they_were_accepted() {
     let pki = TestPki::new();
-    let (_, sf) = pki.server("localhost");
-    let server = Server::builder()
-        .identity(&sf.cert, &sf.key)
-        .client_ca(pki.ca_file())
-        .policy(Policy::any_verified())
-        .build()
-        .unwrap();
+    let server = server(&pki);
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut listener = TlsListener::new(tcp, server.acceptor()).unwrap();
     let addr = listener.local_addr();
