@@ -344,6 +344,12 @@ impl Open {
         shutdown.open.fetch_add(1, Ordering::AcqRel);
         Self(shutdown.clone())
     }
+
+    /// A registration for the next change of phase (to be enabled before the phase is
+    /// read).
+    fn next_change(&self) -> OwnedNotified {
+        self.0.changed.clone().notified_owned()
+    }
 }
 
 impl Drop for Open {
@@ -388,7 +394,7 @@ where
     C::Error: fmt::Display,
 {
     fn new(conn: C, open: Open, remote_addr: SocketAddr) -> Self {
-        let changed = open.0.changed.clone().notified_owned();
+        let changed = open.next_change();
         Self {
             conn,
             changed,
@@ -422,8 +428,7 @@ where
                 Phase::Draining => this.conn.as_mut().graceful_shutdown(),
                 Phase::Serving => {}
             }
-            this.changed
-                .set(this.open.0.changed.clone().notified_owned());
+            this.changed.set(this.open.next_change());
             this.changed.as_mut().enable();
             *this.armed_for = None;
         }
@@ -447,8 +452,7 @@ where
         {
             if this.changed.as_mut().poll(cx).is_ready() {
                 // The phase changed since it was read: look again.
-                this.changed
-                    .set(this.open.0.changed.clone().notified_owned());
+                this.changed.set(this.open.next_change());
                 *this.armed_for = None;
                 cx.waker().wake_by_ref();
             } else {

@@ -413,11 +413,7 @@ fn goals(summaries: &[Summary], idle: &[(KeyType, ServerKind, IdleSample)]) -> V
         }
     }
     for k in keys {
-        for kind in [
-            ServerKind::MtlsHyper,
-            ServerKind::MtlsAxum,
-            ServerKind::MtlsAxumHyper,
-        ] {
+        for kind in ServerKind::ALL.into_iter().filter(|k| k.is_mtls()) {
             let mut row = |goal: &str, measured: String, met: Option<bool>| {
                 let met = match met {
                     Some(true) => "yes",
