@@ -1,7 +1,13 @@
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
+use std::path::Path;
 use std::process::Command;
 
+use rcgen::{ExtendedKeyUsagePurpose, KeyPair};
+use time::{Duration, OffsetDateTime};
+
 use super::*;
+use crate::der::{der_integer_content, pem, read_tlv, tlv};
+use crate::util::write_file;
 
 /// Runs `openssl args...`; returns (success, stdout + stderr).
 fn openssl(args: &[&str]) -> (bool, String) {
