@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use axum::Router;
 use axum::extract::connect_info::{Connected, IntoMakeServiceWithConnectInfo};
 use axum::serve::{IncomingStream, Listener};
-use mtls::acceptor::ListenerStats;
+use mtls::ListenerStats;
 use mtls::{
     Acceptor, DefaultExtractor, IdentityExtractor, ListenerOptions, Peer, Server, TlsListener,
 };

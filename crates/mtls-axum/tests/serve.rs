@@ -28,7 +28,7 @@ const LIMIT: Duration = Duration::from_secs(10);
 
 struct Running {
     addr: SocketAddr,
-    stats: Arc<mtls::acceptor::ListenerStats>,
+    stats: Arc<mtls::ListenerStats>,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }

@@ -47,9 +47,12 @@
 //! [`ReloadHandle::watch`], or SIGHUP) therefore takes effect without rebuilding the
 //! [`reqwest::Client`]:
 //!
-//! - **New connections** present the new certificate. The core forgets all resumable TLS
-//!   sessions on every reload, so a new connection does not resume a session made under
-//!   the old certificate (which would carry the old identity).
+//! - **New connections** present the new certificate. The config reqwest keeps never
+//!   resumes a TLS session: a session made under the old certificate would carry the old
+//!   identity, and a session ticket a server sends on an old connection after the reload
+//!   would let a new connection skip the new CAs or server policy. [`RotatingClient`]
+//!   does resume, safely: each of its generations uses the core's config of that
+//!   generation, whose sessions no later generation offers.
 //! - **Pooled connections are left alone**: requests in flight finish, and idle
 //!   keep-alive connections (one HTTP/2 connection can carry many requests for a long
 //!   time) go on being reused under the identity they were opened with, until they close
@@ -181,8 +184,9 @@ impl MtlsClientBuilder {
         self
     }
 
-    /// Number of servers whose TLS sessions are kept for resumption. Default 256; 0
-    /// disables resumption. The cache is emptied on every reload either way.
+    /// Number of servers whose TLS sessions are kept for resumption by a
+    /// [`RotatingClient`] (the plain reqwest client never resumes; see *Rotation* in the
+    /// crate docs). Default 256; 0 disables resumption. Each reload starts a new cache.
     pub fn session_cache(mut self, size: usize) -> Self {
         self.inner = self.inner.session_cache(size);
         self
@@ -248,12 +252,22 @@ impl MtlsClient {
         reqwest::Client::builder().tls_backend_preconfigured(self.rustls_config())
     }
 
-    /// The rustls config handed to reqwest: a clone of the core's config (sharing its
-    /// rotating resolver and verifier) with ALPN set.
+    /// The rustls config handed to reqwest: a clone of the core's
+    /// [following config](mtls::Client::config) (its resolver and verifier read the
+    /// material in force at each handshake, and it never resumes a session) with ALPN set.
     pub fn rustls_config(&self) -> ClientConfig {
         let mut config = ClientConfig::clone(&self.client.config());
         config.alpn_protocols.clone_from(&self.alpn);
         config
+    }
+
+    /// A [`reqwest::ClientBuilder`] over the core's config of the material in force now
+    /// ([`mtls::Client::current_config`]), which resumes sessions and does not follow
+    /// reloads: what [`RotatingClient`] builds each generation's client from.
+    pub(crate) fn current_reqwest_builder(&self) -> reqwest::ClientBuilder {
+        let mut config = ClientConfig::clone(&self.client.current_config());
+        config.alpn_protocols.clone_from(&self.alpn);
+        reqwest::Client::builder().tls_backend_preconfigured(config)
     }
 
     /// The handle to reload the certificate, key, CAs and CRLs, watch the files, and follow

@@ -69,7 +69,7 @@ impl RotatingClient {
         // Read the generation before building: if a reload lands in between, the next
         // request builds again rather than keeping a pool tagged too new.
         let generation = mtls.handle().generation();
-        let client = configure(mtls.reqwest_builder()).build()?;
+        let client = configure(mtls.current_reqwest_builder()).build()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 mtls,
@@ -89,7 +89,7 @@ impl RotatingClient {
         let generation = self.inner.mtls.handle().generation();
         let mut current = self.inner.current.lock().unwrap_or_else(|p| p.into_inner());
         if current.generation != generation {
-            match (self.inner.configure)(self.inner.mtls.reqwest_builder()).build() {
+            match (self.inner.configure)(self.inner.mtls.current_reqwest_builder()).build() {
                 Ok(client) => {
                     tracing::info!(
                         target: "mtls_reqwest",

@@ -90,15 +90,44 @@ async fn rotation_is_seen_by_the_next_connection_of_the_same_client() {
     let second = get(&http, &srv.url("/")).await;
     assert_eq!(second.cn, "alice");
     assert_ne!(second.connection, first.connection);
+    // The config reqwest keeps for its whole life never resumes: a ticket that reached
+    // an old connection after a reload would otherwise skip the new trust.
     assert!(
-        second.resumed,
-        "a second connection resumes before rotation"
+        !second.resumed,
+        "the plain reqwest client must not resume sessions"
     );
 
     rotate_files(&pki, "alice", "bob");
     assert_eq!(mtls.handle().reload().unwrap(), 2);
 
     let third = get(&http, &srv.url("/")).await;
+    assert_eq!(third.cn, "bob");
+    assert!(
+        !third.resumed,
+        "the session made under alice must not be resumed"
+    );
+}
+
+#[tokio::test]
+async fn the_rotating_client_resumes_within_a_generation_and_never_across_one() {
+    let pki = TestPki::new();
+    let srv = serve(&server(&pki)).await;
+    let mtls = mtls_client(&pki, "alice");
+    let rotating = mtls
+        .rotating(|b| b.pool_max_idle_per_host(0).timeout(TIMEOUT))
+        .unwrap();
+    let first = get(&rotating.client(), &srv.url("/")).await;
+    let second = get(&rotating.client(), &srv.url("/")).await;
+    assert_eq!((first.cn.as_str(), second.cn.as_str()), ("alice", "alice"));
+    assert_ne!(second.connection, first.connection);
+    assert!(
+        second.resumed,
+        "a second connection resumes before rotation"
+    );
+
+    rotate_files(&pki, "alice", "bob");
+    mtls.handle().reload().unwrap();
+    let third = get(&rotating.client(), &srv.url("/")).await;
     assert_eq!(third.cn, "bob");
     assert!(
         !third.resumed,

@@ -44,31 +44,38 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod acceptor;
+mod cache;
 pub mod client;
 mod error;
 pub mod identity;
+pub mod listener;
 mod material;
 pub mod pem;
 pub mod policy;
 pub mod provider;
 pub mod reload;
 pub mod server;
-mod session;
+mod snapshot;
+mod spec;
 mod spiffe;
 pub mod verify;
 #[cfg(feature = "watch")]
-mod watch;
+pub mod watch;
 
-pub use acceptor::{Accepted, Acceptor, HandshakeError, ListenerOptions, Peer, TlsListener};
+pub use acceptor::{Acceptor, HandshakeError, Peer};
 pub use client::{Client, ClientBuilder};
 pub use error::{Error, Result, Role};
 pub use identity::{
     DefaultExtractor, ExtractError, IdentityExtractor, PeerIdentity, SpiffeId, SpiffeIdError,
 };
+pub use listener::{Accepted, ListenerOptions, ListenerStats, TlsListener};
 pub use policy::{Authorize, Denied, Policy, PolicyError};
-pub use reload::{ReloadEvent, ReloadHandle, ReloadStatus, WatchGuard, WatchOptions};
-pub use server::{ClientAuth, Server, ServerBuilder, TlsVersion};
+pub use reload::{ReloadEvent, ReloadHandle, ReloadStatus};
+pub use server::{ClientAuth, Server, ServerBuilder};
+pub use spec::TlsVersion;
 pub use verify::Rejection;
+#[cfg(feature = "watch")]
+pub use watch::{WatchGuard, WatchOptions};
 
 /// Re-export of the rustls version this crate builds on.
 pub use rustls;

@@ -17,13 +17,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
 use crate::error::{Error, Result, Role};
-
-/// Where a side's own certificate and key come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IdentityPaths {
-    pub(crate) cert: PathBuf,
-    pub(crate) key: PathBuf,
-}
+use crate::spec::IdentityPaths;
 
 /// A loaded, checked identity.
 #[derive(Debug)]

@@ -1,30 +1,34 @@
-//! Hot reload: validate the whole new material set, then swap it in one step.
+//! Hot reload: load a whole new snapshot, validate it, then publish it in one store.
 //!
-//! A [`Server`](crate::Server) or [`Client`](crate::Client) keeps one rustls config for
-//! its whole life. Its certificate resolver and verifier read their material (certified
-//! key, CA roots, CRLs, policy) through [`arc_swap`], so a reload never touches a
-//! connection in flight and the next handshake sees the new material.
+//! Each side ([`Server`](crate::Server), [`Client`](crate::Client)) keeps its trust state
+//! as one immutable snapshot (certified key, WebPki verifier, policy, generation, trust
+//! epoch and the rustls config bound to them) behind one [`ArcSwap`]. A reload reads every
+//! file again and runs every check a build runs (the key matches the certificate,
+//! extended key usage, the chain leads to a configured CA, CRLs come from a configured CA,
+//! nothing has expired), builds a complete new snapshot, and only then stores it. A
+//! handshake reads one snapshot from start to end, so it never sees half of a reload, and
+//! connections in flight are untouched.
 //!
-//! A reload reads every file again and runs every check a build runs (the key matches the
-//! certificate, extended key usage, the chain leads to a configured CA, CRLs come from a
-//! configured CA, nothing has expired). Only when all of it passes is the set swapped
-//! in; otherwise the old set stays in force and the error is reported three ways: as the
-//! [`ReloadHandle::reload`] result, as a `tracing` event at `ERROR` level on target
-//! `mtls::reload`, and as [`ReloadEvent::Failed`] on the [`ReloadHandle::subscribe`]
-//! stream. Each successful reload gets the next generation number; each connection's
-//! [`PeerIdentity::generation`](crate::PeerIdentity::generation) records the generation
-//! that authenticated it.
+//! When anything is wrong the old snapshot stays in force and the error is reported three
+//! ways: as the [`ReloadHandle::reload`] result, as a `tracing` event at `ERROR` level on
+//! target `mtls::reload`, and as [`ReloadEvent::Failed`] on the
+//! [`ReloadHandle::subscribe`] stream. Each successful reload gets the next generation
+//! number; each connection's [`PeerIdentity::generation`](crate::PeerIdentity::generation)
+//! records the generation that verified it.
 //!
 //! Triggers: [`ReloadHandle::reload`] (or its async twin), file watching with
-//! [`ReloadHandle::watch`] (feature `watch`), polling with [`WatchOptions::poll`], and
-//! SIGHUP with [`ReloadHandle::reload_on_sighup`] (Unix).
+//! `ReloadHandle::watch` (feature `watch`), polling with `WatchOptions::poll`, and SIGHUP
+//! with [`ReloadHandle::reload_on_sighup`] (Unix).
 //!
-//! Resumption: a session made before a change of CA, CRL or policy is never resumed
-//! afterwards (see the crate's session stores), so no peer skips the new checks.
+//! Resumption: a session can only be resumed under the trust (CAs, CRLs, policy) that
+//! verified it, and the listener authorizes every resumed connection against the
+//! snapshot in force when the handshake completes; see the crate docs' *Resumption*
+//! section.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -32,6 +36,7 @@ use tokio::sync::broadcast;
 
 use crate::error::{Error, fmt_time};
 use crate::policy::Policy;
+use crate::spec::Spec;
 
 /// Something that happened to a side's material.
 #[derive(Debug, Clone)]
@@ -72,103 +77,163 @@ pub struct ReloadStatus {
     pub last_error: Option<Arc<Error>>,
 }
 
-/// What a side reports after swapping in new material.
+/// What a loader reports beside the snapshot it built.
 #[derive(Debug)]
-pub(crate) struct Swapped {
+pub(crate) struct Loaded<S> {
+    pub(crate) snapshot: S,
     pub(crate) identity: Option<(String, SystemTime)>,
     pub(crate) cas: Vec<(String, SystemTime)>,
     pub(crate) trust_changed: bool,
 }
 
-/// A side's reloadable material.
-pub(crate) trait Material: Send + Sync + 'static {
-    /// Loads and validates everything, then swaps it in under `generation`.
-    fn load_and_swap(&self, generation: u64) -> Result<Swapped, Error>;
-    /// The files the material is read from.
-    fn paths(&self) -> Vec<PathBuf>;
-    /// Replaces the policy used by the next load.
-    fn set_policy(&self, policy: Policy);
+/// A side's pure loader: spec in, complete snapshot out. It reads files but changes
+/// nothing; publishing is the reloader's job.
+pub(crate) trait Load: Send + Sync + 'static {
+    type Snapshot: Send + Sync + 'static;
+
+    /// Builds the snapshot for `generation` from `spec`; `previous` is the snapshot in
+    /// force (none at the first load), to tell whether trust changed.
+    fn load(
+        &self,
+        spec: &Spec,
+        previous: Option<&Self::Snapshot>,
+        generation: u64,
+    ) -> Result<Loaded<Self::Snapshot>, Error>;
 }
 
-pub(crate) struct Reloader {
-    material: Box<dyn Material>,
+/// Loads a side's spec and publishes each new snapshot with one store.
+pub(crate) struct Reloader<L: Load> {
+    loader: L,
+    /// Held for a whole reload, so reloads (and `set_policy`) are serialized.
+    spec: Mutex<Spec>,
+    current: Arc<ArcSwap<L::Snapshot>>,
     generation: AtomicU64,
-    lock: Mutex<()>,
     events: broadcast::Sender<ReloadEvent>,
     status: ArcSwap<ReloadStatus>,
     expiry_warning: Duration,
 }
 
-impl std::fmt::Debug for Reloader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl<L: Load> fmt::Debug for Reloader<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reloader")
             .field("generation", &self.generation.load(Ordering::Relaxed))
-            .field("paths", &self.material.paths())
+            .field("paths", &self.lock_spec().paths())
             .finish_non_exhaustive()
     }
 }
 
-impl Reloader {
+impl<L: Load> Reloader<L> {
     /// Runs the first load; its error is returned as it is.
-    pub(crate) fn start(
-        material: Box<dyn Material>,
-        expiry_warning: Duration,
-    ) -> Result<Arc<Self>, Error> {
+    pub(crate) fn start(loader: L, spec: Spec) -> Result<Arc<Self>, Error> {
+        let first = loader.load(&spec, None, 1)?;
         let (events, _) = broadcast::channel(64);
         let this = Arc::new(Self {
-            material,
-            generation: AtomicU64::new(0),
-            lock: Mutex::new(()),
+            loader,
+            expiry_warning: spec.expiry_warning,
+            spec: Mutex::new(spec),
+            current: Arc::new(ArcSwap::from_pointee(first.snapshot)),
+            generation: AtomicU64::new(1),
             events,
-            status: ArcSwap::from_pointee(ReloadStatus::default()),
-            expiry_warning,
+            status: ArcSwap::from_pointee(ReloadStatus {
+                generation: 1,
+                identity: first.identity,
+                cas: first.cas,
+                last_error: None,
+            }),
         });
-        this.reload_inner()?;
+        this.check_expiry();
         Ok(this)
     }
 
-    fn reload_inner(&self) -> Result<u64, Error> {
-        let _serial = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+    /// The published snapshot, for the side's resolver, verifier and acceptor to read.
+    pub(crate) fn current(&self) -> &Arc<ArcSwap<L::Snapshot>> {
+        &self.current
+    }
+
+    /// The side's loader.
+    pub(crate) fn loader(&self) -> &L {
+        &self.loader
+    }
+
+    fn lock_spec(&self) -> MutexGuard<'_, Spec> {
+        self.spec.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn load_and_publish(&self, spec: &Spec) -> Result<u64, Error> {
         let generation = self.generation.load(Ordering::Acquire) + 1;
-        let swapped = self.material.load_and_swap(generation)?;
+        let loaded = self
+            .loader
+            .load(spec, Some(&self.current.load()), generation)?;
+        self.current.store(Arc::new(loaded.snapshot));
         self.generation.store(generation, Ordering::Release);
         self.status.store(Arc::new(ReloadStatus {
             generation,
-            identity: swapped.identity,
-            cas: swapped.cas,
+            identity: loaded.identity,
+            cas: loaded.cas,
             last_error: None,
         }));
         tracing::info!(
             target: "mtls::reload",
             generation,
-            trust_changed = swapped.trust_changed,
+            trust_changed = loaded.trust_changed,
             "material loaded"
         );
         let _ = self.events.send(ReloadEvent::Reloaded {
             generation,
-            trust_changed: swapped.trust_changed,
+            trust_changed: loaded.trust_changed,
         });
         self.check_expiry();
         Ok(generation)
     }
 
-    pub(crate) fn reload(&self) -> Result<u64, Arc<Error>> {
-        self.reload_inner().map_err(|e| {
-            let e = Arc::new(e);
-            tracing::error!(
-                target: "mtls::reload",
-                error = %e,
-                "reload failed; the previous material stays in force"
-            );
-            let mut status = ReloadStatus::clone(&self.status.load());
-            status.last_error = Some(e.clone());
-            self.status.store(Arc::new(status));
-            let _ = self.events.send(ReloadEvent::Failed { error: e.clone() });
-            e
-        })
+    fn report(&self, e: Error) -> Arc<Error> {
+        let e = Arc::new(e);
+        tracing::error!(
+            target: "mtls::reload",
+            error = %e,
+            "reload failed; the previous material stays in force"
+        );
+        let mut status = ReloadStatus::clone(&self.status.load());
+        status.last_error = Some(e.clone());
+        self.status.store(Arc::new(status));
+        let _ = self.events.send(ReloadEvent::Failed { error: e.clone() });
+        e
+    }
+}
+
+/// What a [`ReloadHandle`] can do with a side's reloader, whatever the side.
+trait Control: Send + Sync + fmt::Debug {
+    fn reload(&self) -> Result<u64, Arc<Error>>;
+    fn set_policy(&self, policy: Policy) -> Result<u64, Arc<Error>>;
+    fn generation(&self) -> u64;
+    fn status(&self) -> Arc<ReloadStatus>;
+    fn check_expiry(&self);
+    fn subscribe(&self) -> broadcast::Receiver<ReloadEvent>;
+    fn paths(&self) -> Vec<PathBuf>;
+}
+
+impl<L: Load> Control for Reloader<L> {
+    fn reload(&self) -> Result<u64, Arc<Error>> {
+        let spec = self.lock_spec();
+        self.load_and_publish(&spec).map_err(|e| self.report(e))
     }
 
-    pub(crate) fn check_expiry(&self) {
+    fn set_policy(&self, policy: Policy) -> Result<u64, Arc<Error>> {
+        let mut spec = self.lock_spec();
+        spec.policy = Some(policy);
+        spec.policy_version += 1;
+        self.load_and_publish(&spec).map_err(|e| self.report(e))
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn status(&self) -> Arc<ReloadStatus> {
+        self.status.load_full()
+    }
+
+    fn check_expiry(&self) {
         let status = self.status.load();
         if let Some((subject, not_after)) = &status.identity {
             let left = not_after
@@ -189,28 +254,12 @@ impl Reloader {
         }
     }
 
-    #[cfg(feature = "watch")]
-    pub(crate) fn material_paths(&self) -> Vec<PathBuf> {
-        self.material.paths()
+    fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
+        self.events.subscribe()
     }
 
-    /// A digest of every file's contents, to tell whether anything changed.
-    #[cfg(feature = "watch")]
-    pub(crate) fn content_digest(&self) -> Vec<u8> {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        for p in self.material.paths() {
-            h.update(p.as_os_str().as_encoded_bytes());
-            match std::fs::read(&p) {
-                Ok(data) => {
-                    h.update([1]);
-                    h.update((data.len() as u64).to_be_bytes());
-                    h.update(&data);
-                }
-                Err(_) => h.update([0]),
-            }
-        }
-        h.finalize().to_vec()
+    fn paths(&self) -> Vec<PathBuf> {
+        self.lock_spec().paths()
     }
 }
 
@@ -218,10 +267,14 @@ impl Reloader {
 /// [`Client`](crate::Client)'s material and to follow what happens to it.
 #[derive(Debug, Clone)]
 pub struct ReloadHandle {
-    pub(crate) inner: Arc<Reloader>,
+    inner: Arc<dyn Control>,
 }
 
 impl ReloadHandle {
+    pub(crate) fn new<L: Load>(reloader: Arc<Reloader<L>>) -> Self {
+        Self { inner: reloader }
+    }
+
     /// Reads every file again, validates the whole set and swaps it in. Blocks on file
     /// I/O; from async code prefer [`reload_async`](Self::reload_async).
     ///
@@ -243,35 +296,35 @@ impl ReloadHandle {
         }
     }
 
-    /// Replaces the authorization policy, then reloads (the new policy applies to the next
-    /// handshake; sessions from before are not resumed).
+    /// Replaces the authorization policy (the server's client policy, or the client's
+    /// server policy), then reloads. Every call counts as a trust change, even with an
+    /// equal-looking policy: sessions from before are not resumed.
     ///
     /// # Errors
     /// As [`reload`](Self::reload); the new policy is then applied by the next successful
     /// reload.
     pub fn set_policy(&self, policy: Policy) -> Result<u64, Arc<Error>> {
-        self.inner.material.set_policy(policy);
-        self.inner.reload()
+        self.inner.set_policy(policy)
     }
 
     /// The generation in force (1 after the build, +1 per successful reload).
     pub fn generation(&self) -> u64 {
-        self.inner.generation.load(Ordering::Acquire)
+        self.inner.generation()
     }
 
     /// What is in force now, and the last reload error.
     pub fn status(&self) -> ReloadStatus {
-        ReloadStatus::clone(&self.inner.status.load())
+        ReloadStatus::clone(&self.inner.status())
     }
 
     /// When this side's own certificate expires, if it has one.
     pub fn not_after(&self) -> Option<SystemTime> {
-        self.inner.status.load().identity.as_ref().map(|(_, t)| *t)
+        self.inner.status().identity.as_ref().map(|(_, t)| *t)
     }
 
     /// Subject and not_after of each configured CA.
     pub fn ca_not_after(&self) -> Vec<(String, SystemTime)> {
-        self.inner.status.load().cas.clone()
+        self.inner.status().cas.clone()
     }
 
     /// Emits [`ReloadEvent::ExpiringSoon`] now if the certificate is within the window.
@@ -281,33 +334,31 @@ impl ReloadHandle {
 
     /// A stream of [`ReloadEvent`]s from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
-        self.inner.events.subscribe()
+        self.inner.subscribe()
     }
 
-    /// The files the material is read from (what [`watch`](Self::watch) follows).
+    /// The files the material is read from (what file watching follows).
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.inner.material.paths()
+        self.inner.paths()
     }
 
-    /// Watches the files (through their parent directories, so that editors' atomic
-    /// renames and Kubernetes' `..data` symlink swaps are seen) with default
-    /// [`WatchOptions`]. Must be called within a tokio runtime. Watching stops when the
-    /// returned guard is dropped.
-    ///
-    /// # Errors
-    /// [`Error::Watch`] when a directory cannot be watched.
+    /// A digest of every file's contents, to tell whether anything changed.
     #[cfg(feature = "watch")]
-    pub fn watch(&self) -> Result<WatchGuard, Error> {
-        self.watch_with(WatchOptions::default())
-    }
-
-    /// [`watch`](Self::watch) with options.
-    ///
-    /// # Errors
-    /// [`Error::Watch`] when a directory cannot be watched.
-    #[cfg(feature = "watch")]
-    pub fn watch_with(&self, options: WatchOptions) -> Result<WatchGuard, Error> {
-        crate::watch::start(self.inner.clone(), options)
+    pub(crate) fn content_digest(&self) -> Vec<u8> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for p in self.paths() {
+            h.update(p.as_os_str().as_encoded_bytes());
+            match std::fs::read(&p) {
+                Ok(data) => {
+                    h.update([1]);
+                    h.update((data.len() as u64).to_be_bytes());
+                    h.update(&data);
+                }
+                Err(_) => h.update([0]),
+            }
+        }
+        h.finalize().to_vec()
     }
 
     /// Reloads on every SIGHUP until the guard is dropped. Must be called within a tokio
@@ -339,68 +390,6 @@ pub struct SignalGuard {
 
 #[cfg(unix)]
 impl Drop for SignalGuard {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// How [`ReloadHandle::watch_with`] follows the files.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct WatchOptions {
-    /// Quiet time after the last file event before reloading, so that a certificate and a
-    /// key written one after the other load as one pair. Default 500 ms.
-    pub debounce: Duration,
-    /// Poll the files' contents at this interval instead of using file-system events
-    /// (for file systems without notifications, e.g. some network mounts). Default: off.
-    pub poll: Option<Duration>,
-    /// How often to check the certificate's expiry against the warning window.
-    /// Default: one hour.
-    pub expiry_check: Duration,
-}
-
-impl Default for WatchOptions {
-    fn default() -> Self {
-        Self {
-            debounce: Duration::from_millis(500),
-            poll: None,
-            expiry_check: Duration::from_secs(3600),
-        }
-    }
-}
-
-impl WatchOptions {
-    /// Sets [`debounce`](Self::debounce).
-    #[must_use]
-    pub fn debounce(mut self, d: Duration) -> Self {
-        self.debounce = d;
-        self
-    }
-
-    /// Sets [`poll`](Self::poll).
-    #[must_use]
-    pub fn poll(mut self, interval: Duration) -> Self {
-        self.poll = Some(interval);
-        self
-    }
-
-    /// Sets [`expiry_check`](Self::expiry_check).
-    #[must_use]
-    pub fn expiry_check(mut self, interval: Duration) -> Self {
-        self.expiry_check = interval;
-        self
-    }
-}
-
-/// Stops watching when dropped.
-#[derive(Debug)]
-pub struct WatchGuard {
-    pub(crate) task: tokio::task::JoinHandle<()>,
-    #[cfg(feature = "watch")]
-    pub(crate) _watcher: Option<notify::RecommendedWatcher>,
-}
-
-impl Drop for WatchGuard {
     fn drop(&mut self) {
         self.task.abort();
     }

@@ -11,19 +11,15 @@
 //! the reason class ([`Rejection`]) and the subject, issuer, serial and SHA-256
 //! fingerprint of the certificate that was offered.
 
-use std::collections::HashMap;
 use std::fmt;
-#[cfg(test)]
-use std::hash::Hash;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use crate::cache::IdentityCache;
 use crate::error::fmt_time;
 use crate::identity::PeerIdentity;
 use crate::policy::Policy;
@@ -196,148 +192,118 @@ pub(crate) fn log_rejection(
     }
 }
 
-/// Logs why WebPki refused `chain` and hands its error back.
-fn webpki_refused(
-    side: &'static str,
-    err: rustls::Error,
-    chain: &[CertificateDer<'_>],
-) -> rustls::Error {
+/// A refused peer: the rustls error that picks the alert, and the reason, already logged.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) alert: rustls::Error,
+    pub(crate) reason: Rejection,
+}
+
+impl From<Refused> for rustls::Error {
+    fn from(r: Refused) -> Self {
+        r.alert
+    }
+}
+
+/// Logs why WebPki refused `chain`.
+fn webpki_refused(side: &'static str, err: rustls::Error, chain: &[CertificateDer<'_>]) -> Refused {
     let offered = PeerIdentity::from_chain(chain).ok();
     let serial = offered.as_ref().map_or("?", |i| i.serial());
-    log_rejection(
-        side,
-        &Rejection::from_rustls(&err, serial),
-        offered.as_ref(),
-    );
-    err
+    let reason = Rejection::from_rustls(&err, serial);
+    log_rejection(side, &reason, offered.as_ref());
+    Refused { alert: err, reason }
 }
 
 /// A chain WebPki accepted but whose leaf we cannot parse.
-fn unparseable(side: &'static str, e: &crate::identity::IdentityError) -> rustls::Error {
-    log_rejection(side, &Rejection::Other(e.to_string()), None);
-    rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
+fn unparseable(side: &'static str, e: &crate::identity::IdentityError) -> Refused {
+    let reason = Rejection::Other(e.to_string());
+    log_rejection(side, &reason, None);
+    Refused {
+        alert: rustls::Error::InvalidCertificate(CertificateError::BadEncoding),
+        reason,
+    }
 }
 
 /// Runs the policy; a refusal is logged and becomes `access_denied`.
-fn authorize(
-    side: &'static str,
-    policy: &Policy,
-    identity: &PeerIdentity,
-) -> Result<(), rustls::Error> {
+fn authorize(side: &'static str, policy: &Policy, identity: &PeerIdentity) -> Result<(), Refused> {
     policy.authorize(identity).map_err(|denied| {
         let reason = Rejection::Policy {
             rule: denied.rule().to_owned(),
             reason: denied.reason().to_owned(),
         };
         log_rejection(side, &reason, Some(identity));
-        rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
+        Refused {
+            alert: rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ),
+            reason,
+        }
     })
 }
 
-// === impl IdentityCache ===
+// === impl ClientTrust ===
 
-/// Identities parsed by the verifier, handed to the acceptor after the handshake so the
-/// leaf is parsed once per connection (and not at all for a repeat client).
-#[derive(Debug, Default)]
-pub(crate) struct IdentityCache {
-    map: Mutex<LeafMap>,
-}
-
-type LeafMap = HashMap<Box<[u8]>, Arc<PeerIdentity>, BuildHasherDefault<TailHasher>>;
-
-/// Hashes a certificate by its length and its last 32 bytes, which lie in its signature:
-/// cheaper than hashing the whole DER on every connection, and as good a key, since the
-/// map compares the whole DER on a hit. Only verified certificates are cached, so a
-/// peer cannot craft colliding keys without its CA signing them.
-#[derive(Debug, Default)]
-struct TailHasher(u64);
-
-impl TailHasher {
-    fn mix(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-impl Hasher for TailHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let tail = &bytes[bytes.len().saturating_sub(32)..];
-        for chunk in tail.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.mix(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.mix(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-const IDENTITY_CACHE_MAX: usize = 4096;
-
-impl IdentityCache {
-    pub(crate) fn get(&self, leaf: &[u8]) -> Option<Arc<PeerIdentity>> {
-        self.map.lock().ok()?.get(leaf).cloned()
-    }
-
-    pub(crate) fn insert(&self, leaf: &[u8], id: Arc<PeerIdentity>) {
-        if let Ok(mut map) = self.map.lock() {
-            if map.len() >= IDENTITY_CACHE_MAX && !map.contains_key(leaf) {
-                map.clear();
-            }
-            map.insert(leaf.into(), id);
-        }
-    }
-
-    /// Returns the identity of `chain`, from the cache when possible, with `generation` set.
-    pub(crate) fn identity(
-        &self,
-        chain: &[CertificateDer<'_>],
-        generation: u64,
-    ) -> Result<Arc<PeerIdentity>, crate::identity::IdentityError> {
-        let leaf = chain.first().map(|c| c.as_ref()).unwrap_or_default();
-        if let Some(id) = self.get(leaf) {
-            if id.generation() == generation {
-                return Ok(id);
-            }
-            let mut id = PeerIdentity::clone(&id);
-            id.set_generation(generation);
-            let id = Arc::new(id);
-            self.insert(leaf, id.clone());
-            return Ok(id);
-        }
-        let mut id = PeerIdentity::from_chain(chain)?;
-        id.set_generation(generation);
-        let id = Arc::new(id);
-        self.insert(leaf, id.clone());
-        Ok(id)
-    }
-}
-
-// === impl ClientVerifier ===
-
-/// The trust material a server verifies clients with; swapped as a whole on reload.
+/// A server snapshot's trust in clients: the WebPki client verifier over its CAs and
+/// CRLs, its policy, and the identities of the chains it accepted. It is the rustls
+/// client verifier of the snapshot's config.
 #[derive(Debug)]
 pub(crate) struct ClientTrust {
     pub(crate) webpki: Arc<dyn ClientCertVerifier>,
     pub(crate) policy: Policy,
     pub(crate) generation: u64,
-}
-
-/// The server side: WebPki client verification, then the policy.
-#[derive(Debug)]
-pub(crate) struct ClientVerifier {
-    pub(crate) trust: Arc<ArcSwap<ClientTrust>>,
+    /// Changes whenever CAs, CRLs or the policy change; equal epochs mean equal trust.
+    pub(crate) epoch: u64,
     pub(crate) mandatory: bool,
-    pub(crate) cache: Arc<IdentityCache>,
+    pub(crate) cache: IdentityCache,
     pub(crate) schemes: Vec<SignatureScheme>,
 }
 
-impl ClientCertVerifier for ClientVerifier {
+impl ClientTrust {
+    /// The identity of a chain whose handshake this trust's verifier just accepted.
+    pub(crate) fn verified(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<Arc<PeerIdentity>, Refused> {
+        match self.cache.get(leaf, intermediates, now) {
+            Some(id) => Ok(id),
+            None => self
+                .cache
+                .insert(leaf, intermediates, self.generation)
+                .map_err(|e| unparseable("server", &e)),
+        }
+    }
+
+    /// Admits a chain that this trust did not verify during the handshake (a resumed
+    /// session, or a handshake that ended after a reload): path validation unless this
+    /// exact chain passed it before and has not expired since, then the policy.
+    pub(crate) fn admit(
+        &self,
+        chain: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<Arc<PeerIdentity>, Refused> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(Refused {
+                alert: rustls::Error::NoCertificatesPresented,
+                reason: Rejection::NoCertificate,
+            });
+        };
+        let identity = match self.cache.get(leaf, intermediates, now) {
+            Some(id) => id,
+            None => {
+                if let Err(e) = self.webpki.verify_client_cert(leaf, intermediates, now) {
+                    return Err(webpki_refused("server", e, chain));
+                }
+                self.verified(leaf, intermediates, now)?
+            }
+        };
+        authorize("server", &self.policy, &identity)?;
+        Ok(identity)
+    }
+}
+
+impl ClientCertVerifier for ClientTrust {
     fn offer_client_auth(&self) -> bool {
         true
     }
@@ -346,8 +312,8 @@ impl ClientCertVerifier for ClientVerifier {
         self.mandatory
     }
 
-    /// Empty: the CA list is swappable, and a borrowed list cannot outlive a swap. An
-    /// empty list tells clients to send any certificate they have (RFC 8446 §4.3.2).
+    /// Empty: an empty list tells clients to send any certificate they have (RFC 8446
+    /// §4.3.2), and the list a following verifier could lend would not outlive a reload.
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         &[]
     }
@@ -358,21 +324,17 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let trust = self.trust.load();
-        let mut chain = Vec::with_capacity(1 + intermediates.len());
-        chain.push(end_entity.clone());
-        chain.extend(intermediates.iter().cloned());
-        if let Err(e) = trust
+        if let Err(e) = self
             .webpki
             .verify_client_cert(end_entity, intermediates, now)
         {
-            return Err(webpki_refused("server", e, &chain));
+            let mut chain = Vec::with_capacity(1 + intermediates.len());
+            chain.push(end_entity.clone());
+            chain.extend(intermediates.iter().cloned());
+            return Err(webpki_refused("server", e, &chain).into());
         }
-        let identity = self
-            .cache
-            .identity(&chain, trust.generation)
-            .map_err(|e| unparseable("server", &e))?;
-        authorize("server", &trust.policy, &identity)?;
+        let identity = self.verified(end_entity, intermediates, now)?;
+        authorize("server", &self.policy, &identity)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -382,10 +344,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.trust
-            .load()
-            .webpki
-            .verify_tls12_signature(message, cert, dss)
+        self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -394,10 +353,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.trust
-            .load()
-            .webpki
-            .verify_tls13_signature(message, cert, dss)
+        self.webpki.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -405,23 +361,35 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
-// === impl ServerVerifier ===
+// === impl ServerTrust ===
 
-/// The trust material a client verifies servers with; swapped as a whole on reload.
+/// A client snapshot's trust in servers: the WebPki server verifier (chain, expiry, host
+/// name, CRLs) over its CAs, then its server policy. It is the rustls server verifier of
+/// the snapshot's config.
 #[derive(Debug)]
 pub(crate) struct ServerTrust {
     pub(crate) webpki: Arc<dyn ServerCertVerifier>,
     pub(crate) policy: Option<Policy>,
-}
-
-/// The client side: WebPki server verification (including the host name), then the policy.
-#[derive(Debug)]
-pub(crate) struct ServerVerifier {
-    pub(crate) trust: Arc<ArcSwap<ServerTrust>>,
     pub(crate) schemes: Vec<SignatureScheme>,
 }
 
-impl ServerCertVerifier for ServerVerifier {
+impl ServerTrust {
+    /// Checks a server chain outside a handshake (one that ended after a reload).
+    pub(crate) fn admit(
+        &self,
+        chain: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(rustls::Error::NoCertificatesPresented);
+        };
+        self.verify_server_cert(leaf, intermediates, server_name, &[], now)
+            .map(|_| ())
+    }
+}
+
+impl ServerCertVerifier for ServerTrust {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -430,24 +398,23 @@ impl ServerCertVerifier for ServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let trust = self.trust.load();
         let chain = || {
             let mut chain = vec![end_entity.clone()];
             chain.extend(intermediates.iter().cloned());
             chain
         };
-        if let Err(e) = trust.webpki.verify_server_cert(
+        if let Err(e) = self.webpki.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
             ocsp_response,
             now,
         ) {
-            return Err(webpki_refused("client", e, &chain()));
+            return Err(webpki_refused("client", e, &chain()).into());
         }
-        if let Some(policy) = &trust.policy {
-            let identity =
-                PeerIdentity::from_chain(&chain()).map_err(|e| unparseable("client", &e))?;
+        if let Some(policy) = &self.policy {
+            let identity = PeerIdentity::from_parts(end_entity, intermediates)
+                .map_err(|e| unparseable("client", &e))?;
             authorize("client", policy, &identity)?;
         }
         Ok(ServerCertVerified::assertion())
@@ -459,10 +426,7 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.trust
-            .load()
-            .webpki
-            .verify_tls12_signature(message, cert, dss)
+        self.webpki.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -471,63 +435,10 @@ impl ServerCertVerifier for ServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.trust
-            .load()
-            .webpki
-            .verify_tls13_signature(message, cert, dss)
+        self.webpki.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.schemes.clone()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn identity_cache_tells_apart_certificates_with_the_same_hashed_tail() {
-        let ca = mtls_testing::Ca::root("Cache CA");
-        let (a, b) = (ca.leaf("alice").build(), ca.leaf("bob").build());
-        let (a, b) = (a.cert_der(), b.cert_der());
-        // Two byte strings that differ only before the last 32 bytes hash the same.
-        let mut twin = a.clone();
-        twin[20] ^= 0xff;
-        let hash = |der: &[u8]| {
-            let mut h = TailHasher::default();
-            der.hash(&mut h);
-            h.finish()
-        };
-        assert_eq!(hash(&a), hash(&twin));
-        assert_ne!(hash(&a), hash(&b));
-
-        let cache = IdentityCache::default();
-        let alice = cache
-            .identity(&[CertificateDer::from(a.clone())], 1)
-            .unwrap();
-        assert_eq!(alice.common_name(), Some("alice"));
-        assert!(
-            cache.get(&twin).is_none(),
-            "a hash collision returned alice"
-        );
-        let bob = cache.identity(&[CertificateDer::from(b)], 1).unwrap();
-        assert_eq!(bob.common_name(), Some("bob"));
-        // A hit returns the cached identity, with the generation brought up to date.
-        assert!(Arc::ptr_eq(
-            &cache
-                .identity(&[CertificateDer::from(a.clone())], 1)
-                .unwrap(),
-            &alice
-        ));
-        assert_eq!(
-            cache
-                .identity(&[CertificateDer::from(a)], 2)
-                .unwrap()
-                .generation(),
-            2
-        );
     }
 }

@@ -10,16 +10,37 @@
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::error::Error;
-use crate::reload::{Reloader, WatchGuard, WatchOptions};
+use crate::reload::ReloadHandle;
 
-pub(crate) fn start(reloader: Arc<Reloader>, options: WatchOptions) -> Result<WatchGuard, Error> {
-    let paths = reloader.material_paths();
+impl ReloadHandle {
+    /// Watches the files (through their parent directories, so that editors' atomic
+    /// renames and Kubernetes' `..data` symlink swaps are seen) with default
+    /// [`WatchOptions`]. Must be called within a tokio runtime. Watching stops when the
+    /// returned guard is dropped.
+    ///
+    /// # Errors
+    /// [`Error::Watch`] when a directory cannot be watched.
+    pub fn watch(&self) -> Result<WatchGuard, Error> {
+        self.watch_with(WatchOptions::default())
+    }
+
+    /// [`watch`](Self::watch) with options.
+    ///
+    /// # Errors
+    /// [`Error::Watch`] when a directory cannot be watched.
+    pub fn watch_with(&self, options: WatchOptions) -> Result<WatchGuard, Error> {
+        start(self.clone(), options)
+    }
+}
+
+fn start(reloader: ReloadHandle, options: WatchOptions) -> Result<WatchGuard, Error> {
+    let paths = reloader.paths();
     let (tx, rx) = mpsc::unbounded_channel::<()>();
     let watcher = match options.poll {
         Some(_) => None,
@@ -80,7 +101,7 @@ fn parent(p: &Path) -> PathBuf {
 }
 
 async fn run(
-    reloader: Arc<Reloader>,
+    reloader: ReloadHandle,
     options: WatchOptions,
     mut rx: mpsc::UnboundedReceiver<()>,
     mut last: Vec<u8>,
@@ -114,8 +135,7 @@ async fn run(
         }
         // The outcome is reported by the reloader (result, tracing, event stream). After a
         // failure the bad contents are remembered too, so only the next change retries.
-        let r = reloader.clone();
-        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+        let _ = reloader.reload_async().await;
         last = now;
     }
 }
@@ -129,9 +149,70 @@ async fn tick(poll: &mut Option<tokio::time::Interval>) {
     }
 }
 
-async fn digest(reloader: &Arc<Reloader>) -> Vec<u8> {
+async fn digest(reloader: &ReloadHandle) -> Vec<u8> {
     let r = reloader.clone();
     tokio::task::spawn_blocking(move || r.content_digest())
         .await
         .unwrap_or_default()
+}
+
+/// How [`ReloadHandle::watch_with`] follows the files.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WatchOptions {
+    /// Quiet time after the last file event before reloading, so that a certificate and a
+    /// key written one after the other load as one pair. Default 500 ms.
+    pub debounce: Duration,
+    /// Poll the files' contents at this interval instead of using file-system events
+    /// (for file systems without notifications, e.g. some network mounts). Default: off.
+    pub poll: Option<Duration>,
+    /// How often to check the certificate's expiry against the warning window.
+    /// Default: one hour.
+    pub expiry_check: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        Self {
+            debounce: Duration::from_millis(500),
+            poll: None,
+            expiry_check: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl WatchOptions {
+    /// Sets [`debounce`](Self::debounce).
+    #[must_use]
+    pub fn debounce(mut self, d: Duration) -> Self {
+        self.debounce = d;
+        self
+    }
+
+    /// Sets [`poll`](Self::poll).
+    #[must_use]
+    pub fn poll(mut self, interval: Duration) -> Self {
+        self.poll = Some(interval);
+        self
+    }
+
+    /// Sets [`expiry_check`](Self::expiry_check).
+    #[must_use]
+    pub fn expiry_check(mut self, interval: Duration) -> Self {
+        self.expiry_check = interval;
+        self
+    }
+}
+
+/// Stops watching when dropped.
+#[derive(Debug)]
+pub struct WatchGuard {
+    pub(crate) task: tokio::task::JoinHandle<()>,
+    pub(crate) _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

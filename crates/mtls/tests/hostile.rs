@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 struct Running {
     addr: std::net::SocketAddr,
-    stats: Arc<mtls::acceptor::ListenerStats>,
+    stats: Arc<mtls::ListenerStats>,
     task: tokio::task::JoinHandle<()>,
 }
 

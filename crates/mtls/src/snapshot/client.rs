@@ -1,0 +1,222 @@
+//! The client's snapshot and its loader.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{
+    ClientSessionMemoryCache, ResolvesClientCert, Resumption, WebPkiServerVerifier,
+};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+use super::server::schemes;
+use crate::error::{Error, Result, Role};
+use crate::material::{self, IdentityChecks};
+use crate::reload::{Load, Loaded};
+use crate::spec::{Spec, versions};
+use crate::verify::ServerTrust;
+
+/// Everything a client handshake needs, as of one generation.
+#[derive(Debug)]
+pub(crate) struct ClientSnapshot {
+    pub(crate) trust: Arc<ServerTrust>,
+    pub(crate) key: Option<Arc<CertifiedKey>>,
+    /// Resolver, verifier and session store of this snapshot alone: a ticket that
+    /// reaches a connection of this snapshot after a reload is never offered by a later
+    /// one (rustls also refuses to resume a session made with another verifier or
+    /// resolver).
+    pub(crate) config: Arc<ClientConfig>,
+}
+
+/// Loads client snapshots.
+#[derive(Debug)]
+pub(crate) struct ClientLoader {
+    pub(crate) provider: Arc<CryptoProvider>,
+}
+
+impl Load for ClientLoader {
+    type Snapshot = ClientSnapshot;
+
+    fn load(
+        &self,
+        spec: &Spec,
+        previous: Option<&ClientSnapshot>,
+        _generation: u64,
+    ) -> Result<Loaded<ClientSnapshot>> {
+        let now = SystemTime::now();
+        let cas = material::load_cas(&spec.cas, now)?;
+        let crls = material::load_crls(&spec.crls, &cas)?;
+        let identity = match &spec.identity {
+            Some(paths) => Some(material::load_identity(
+                paths,
+                &self.provider,
+                IdentityChecks {
+                    role: Role::Client,
+                    cas: &cas,
+                    crls: &crls,
+                    check_chain: spec.check_identity_chain,
+                    now,
+                },
+            )?),
+            None => None,
+        };
+        let mut builder =
+            WebPkiServerVerifier::builder_with_provider(cas.roots.clone(), self.provider.clone())
+                .with_crls(crls);
+        if !spec.revocation.whole_chain {
+            builder = builder.only_check_end_entity_revocation();
+        }
+        if spec.revocation.allow_unknown {
+            builder = builder.allow_unknown_revocation_status();
+        }
+        if spec.revocation.enforce_expiry {
+            builder = builder.enforce_revocation_expiration();
+        }
+        let trust = Arc::new(ServerTrust {
+            webpki: builder.build().map_err(Error::Verifier)?,
+            policy: spec.policy.clone(),
+            schemes: schemes(&self.provider),
+        });
+        let info = identity.as_ref().map(|i| (i.subject.clone(), i.not_after));
+        let key = identity.map(|i| i.certified);
+        let mut config = self
+            .config_builder(spec)?
+            .dangerous()
+            .with_custom_certificate_verifier(trust.clone())
+            .with_client_cert_resolver(Arc::new(FixedKey(key.clone())));
+        config.alpn_protocols.clone_from(&spec.alpn);
+        config.resumption = if spec.session_cache == 0 {
+            Resumption::disabled()
+        } else {
+            Resumption::store(Arc::new(ClientSessionMemoryCache::new(spec.session_cache)))
+        };
+        Ok(Loaded {
+            snapshot: ClientSnapshot {
+                trust,
+                key,
+                config: Arc::new(config),
+            },
+            identity: info,
+            cas: cas.info,
+            // A client's sessions carry its identity as well as its trust, so every
+            // reload starts afresh; report it as a trust change unless nothing is new.
+            trust_changed: previous.is_some(),
+        })
+    }
+}
+
+impl ClientLoader {
+    fn config_builder(
+        &self,
+        spec: &Spec,
+    ) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::WantsVerifier>> {
+        ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&versions(&spec.versions))
+            .map_err(Error::Rustls)
+    }
+
+    /// A config whose resolver and verifier read the snapshot in force at each
+    /// handshake, with resumption off (see the module docs).
+    pub(crate) fn following_config(
+        &self,
+        spec: &Spec,
+        current: &Arc<ArcSwap<ClientSnapshot>>,
+    ) -> Result<Arc<ClientConfig>> {
+        let following = Arc::new(Following(current.clone()));
+        let mut config = self
+            .config_builder(spec)?
+            .dangerous()
+            .with_custom_certificate_verifier(following.clone())
+            .with_client_cert_resolver(following);
+        config.alpn_protocols.clone_from(&spec.alpn);
+        config.resumption = Resumption::disabled();
+        Ok(Arc::new(config))
+    }
+}
+
+/// Presents one snapshot's certified key, if it has one.
+#[derive(Debug)]
+struct FixedKey(Option<Arc<CertifiedKey>>);
+
+impl ResolvesClientCert for FixedKey {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.0.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// Resolver and verifier of the following config: each call reads the snapshot in force.
+#[derive(Debug)]
+pub(crate) struct Following(pub(crate) Arc<ArcSwap<ClientSnapshot>>);
+
+impl ResolvesClientCert for Following {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.0.load().key.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.0.load().key.is_some()
+    }
+}
+
+impl ServerCertVerifier for Following {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0.load().trust.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .load()
+            .trust
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .load()
+            .trust
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.load().trust.schemes.clone()
+    }
+}

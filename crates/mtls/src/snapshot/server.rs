@@ -1,0 +1,256 @@
+//! The server's snapshot and its loader.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ResolvesServerCert, ServerSessionMemoryCache,
+    StoresServerSessions, WebPkiClientVerifier,
+};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+
+use super::TrustKey;
+use crate::error::{Error, Result, Role};
+use crate::material::{self, IdentityChecks};
+use crate::reload::{Load, Loaded};
+use crate::spec::{Spec, versions};
+use crate::verify::ClientTrust;
+
+/// Whether clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// A client without a certificate fails the handshake (`certificate_required`).
+    #[default]
+    Required,
+    /// A client may connect without a certificate and is then anonymous; a client that
+    /// does present one is verified and authorized as under `Required`.
+    Optional,
+}
+
+/// Everything a server handshake needs, as of one generation.
+#[derive(Debug)]
+pub(crate) struct ServerSnapshot {
+    pub(crate) generation: u64,
+    pub(crate) trust: Arc<ClientTrust>,
+    pub(crate) key: Arc<CertifiedKey>,
+    /// Resolver, verifier and session store of this snapshot.
+    pub(crate) config: Arc<ServerConfig>,
+    /// Shared by the snapshots of one trust epoch, and only by them.
+    sessions: Arc<dyn StoresServerSessions>,
+    trust_key: TrustKey,
+}
+
+/// Loads server snapshots; holds what cannot change by reloading.
+#[derive(Debug)]
+pub(crate) struct ServerLoader {
+    pub(crate) provider: Arc<CryptoProvider>,
+    pub(crate) client_auth: ClientAuth,
+}
+
+impl Load for ServerLoader {
+    type Snapshot = ServerSnapshot;
+
+    fn load(
+        &self,
+        spec: &Spec,
+        previous: Option<&ServerSnapshot>,
+        generation: u64,
+    ) -> Result<Loaded<ServerSnapshot>> {
+        let paths = spec.identity.as_ref().ok_or(Error::Incomplete(
+            "no server identity: call .identity(cert, key)",
+        ))?;
+        let policy = spec.policy.clone().ok_or(Error::MissingPolicy)?;
+        let now = SystemTime::now();
+        let cas = material::load_cas(&spec.cas, now)?;
+        let crls = material::load_crls(&spec.crls, &cas)?;
+        let identity = material::load_identity(
+            paths,
+            &self.provider,
+            IdentityChecks {
+                role: Role::Server,
+                cas: &cas,
+                crls: &crls,
+                check_chain: spec.check_identity_chain,
+                now,
+            },
+        )?;
+        let mut builder =
+            WebPkiClientVerifier::builder_with_provider(cas.roots.clone(), self.provider.clone())
+                .with_crls(crls.iter().cloned());
+        if !spec.revocation.whole_chain {
+            builder = builder.only_check_end_entity_revocation();
+        }
+        if spec.revocation.allow_unknown {
+            builder = builder.allow_unknown_revocation_status();
+        }
+        if spec.revocation.enforce_expiry {
+            builder = builder.enforce_revocation_expiration();
+        }
+        if self.client_auth == ClientAuth::Optional {
+            builder = builder.allow_unauthenticated();
+        }
+        let webpki = builder.build().map_err(Error::Verifier)?;
+
+        let trust_key = TrustKey::new(spec, &cas.certs, &crls);
+        let (epoch, sessions, trust_changed) = match previous {
+            Some(p) if p.trust_key == trust_key => (p.trust.epoch, p.sessions.clone(), false),
+            Some(p) => (p.trust.epoch + 1, session_store(spec.session_cache), true),
+            None => (1, session_store(spec.session_cache), false),
+        };
+        let trust = Arc::new(ClientTrust {
+            webpki,
+            policy,
+            generation,
+            epoch,
+            mandatory: self.client_auth == ClientAuth::Required,
+            cache: Default::default(),
+            schemes: schemes(&self.provider),
+        });
+        let key = identity.certified;
+        let mut config = self
+            .config_builder(spec)?
+            .with_client_cert_verifier(trust.clone())
+            .with_cert_resolver(Arc::new(FixedKey(key.clone())));
+        config.alpn_protocols.clone_from(&spec.alpn);
+        config.session_storage = sessions.clone();
+        if spec.session_cache == 0 {
+            config.send_tls13_tickets = 0;
+        }
+        Ok(Loaded {
+            snapshot: ServerSnapshot {
+                generation,
+                trust,
+                key,
+                config: Arc::new(config),
+                sessions,
+                trust_key,
+            },
+            identity: Some((identity.subject, identity.not_after)),
+            cas: cas.info,
+            trust_changed,
+        })
+    }
+}
+
+impl ServerLoader {
+    fn config_builder(
+        &self,
+        spec: &Spec,
+    ) -> Result<rustls::ConfigBuilder<ServerConfig, rustls::WantsVerifier>> {
+        ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&versions(&spec.versions))
+            .map_err(Error::Rustls)
+    }
+
+    /// A config whose resolver and verifier read the snapshot in force at each
+    /// handshake, with resumption off (see the module docs).
+    pub(crate) fn following_config(
+        &self,
+        spec: &Spec,
+        current: &Arc<ArcSwap<ServerSnapshot>>,
+    ) -> Result<Arc<ServerConfig>> {
+        let following = Arc::new(Following(current.clone()));
+        let mut config = self
+            .config_builder(spec)?
+            .with_client_cert_verifier(following.clone())
+            .with_cert_resolver(following);
+        config.alpn_protocols.clone_from(&spec.alpn);
+        config.session_storage = Arc::new(NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+        Ok(Arc::new(config))
+    }
+}
+
+fn session_store(size: usize) -> Arc<dyn StoresServerSessions> {
+    if size == 0 {
+        Arc::new(NoServerSessionStorage {})
+    } else {
+        ServerSessionMemoryCache::new(size)
+    }
+}
+
+pub(crate) fn schemes(provider: &CryptoProvider) -> Vec<SignatureScheme> {
+    provider
+        .signature_verification_algorithms
+        .supported_schemes()
+}
+
+/// Serves one snapshot's certified key.
+#[derive(Debug)]
+struct FixedKey(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for FixedKey {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Resolver and verifier of the following config: each call reads the snapshot in force.
+#[derive(Debug)]
+pub(crate) struct Following(pub(crate) Arc<ArcSwap<ServerSnapshot>>);
+
+impl ResolvesServerCert for Following {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load().key.clone())
+    }
+}
+
+impl ClientCertVerifier for Following {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.load().trust.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.0
+            .load()
+            .trust
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .load()
+            .trust
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0
+            .load()
+            .trust
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.load().trust.schemes.clone()
+    }
+}

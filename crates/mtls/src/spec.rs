@@ -1,0 +1,215 @@
+//! What a side is built from: the paths and options a builder collects, shared by the
+//! server and the client.
+//!
+//! A [`Spec`] is plain data. The loaders in [`snapshot`](crate::snapshot) turn it into an
+//! immutable snapshot; the reloader keeps it and loads it again on every reload. The
+//! builders' setters for what both sides share are written once, by [`shared_setters`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
+
+use crate::policy::Policy;
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
+pub(crate) fn versions(v: &[TlsVersion]) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let mut out = Vec::new();
+    if v.contains(&TlsVersion::Tls13) {
+        out.push(&rustls::version::TLS13);
+    }
+    if v.contains(&TlsVersion::Tls12) {
+        out.push(&rustls::version::TLS12);
+    }
+    out
+}
+
+/// Where a side's own certificate and key come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IdentityPaths {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
+/// How revocation is checked against the configured CRLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Revocation {
+    pub(crate) whole_chain: bool,
+    pub(crate) allow_unknown: bool,
+    pub(crate) enforce_expiry: bool,
+}
+
+/// Everything a side is loaded from; see the module docs.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub(crate) identity: Option<IdentityPaths>,
+    pub(crate) cas: Vec<PathBuf>,
+    pub(crate) crls: Vec<PathBuf>,
+    /// The server's client policy, or the client's server policy.
+    pub(crate) policy: Option<Policy>,
+    /// Bumped by every `set_policy`, which therefore always counts as a trust change
+    /// (two custom policies cannot be compared).
+    pub(crate) policy_version: u64,
+    pub(crate) revocation: Revocation,
+    pub(crate) versions: Vec<TlsVersion>,
+    pub(crate) alpn: Vec<Vec<u8>>,
+    pub(crate) provider: Option<Arc<CryptoProvider>>,
+    pub(crate) check_identity_chain: bool,
+    pub(crate) expiry_warning: Duration,
+    pub(crate) session_cache: usize,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Self {
+            identity: None,
+            cas: Vec::new(),
+            crls: Vec::new(),
+            policy: None,
+            policy_version: 0,
+            revocation: Revocation::default(),
+            versions: vec![TlsVersion::Tls13, TlsVersion::Tls12],
+            alpn: Vec::new(),
+            provider: None,
+            check_identity_chain: true,
+            expiry_warning: Duration::from_secs(14 * 24 * 3600),
+            session_cache: 256,
+        }
+    }
+}
+
+impl Spec {
+    /// The files the side is read from (what file watching follows).
+    pub(crate) fn paths(&self) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        if let Some(id) = &self.identity {
+            v.push(id.cert.clone());
+            if id.key != id.cert {
+                v.push(id.key.clone());
+            }
+        }
+        v.extend(self.cas.iter().cloned());
+        v.extend(self.crls.iter().cloned());
+        v
+    }
+}
+
+/// The setters both builders share, written once. Expands inside `impl XBuilder` for a
+/// builder whose `spec` field is a [`Spec`]; `$side` names the peer in the docs.
+macro_rules! shared_setters {
+    (own = $own:literal, peer = $peer:literal) => {
+        #[doc = concat!("The ", $own, "'s certificate chain (leaf first, then intermediates) and")]
+        /// private key. Both may be the same file (`cat my.crt my.key > my.pem`).
+        pub fn identity(
+            mut self,
+            cert: impl Into<std::path::PathBuf>,
+            key: impl Into<std::path::PathBuf>,
+        ) -> Self {
+            self.spec.identity = Some($crate::spec::IdentityPaths {
+                cert: cert.into(),
+                key: key.into(),
+            });
+            self
+        }
+
+        #[doc = concat!("A file of CA certificates that ", $peer, " certificates are verified")]
+        /// with. Call it again to trust several bundles at once, e.g. the old and the new
+        /// CA while certificates move from one to the other.
+        pub fn ca(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+            self.spec.cas.push(path.into());
+            self
+        }
+
+        #[doc = concat!("A CRL file (PEM or DER) issued by one of the CAs, checked against ")]
+        #[doc = concat!("the ", $peer, "'s certificate. May be called again.")]
+        ///
+        /// By default only the peer's own certificate is checked, as `openssl verify
+        /// -crl_check` does, and a peer whose issuer has no CRL is refused (unknown
+        /// revocation status); see
+        /// [`revocation_check_whole_chain`](Self::revocation_check_whole_chain) and
+        /// [`allow_unknown_revocation_status`](Self::allow_unknown_revocation_status). A
+        /// CRL past its nextUpdate is still used (and logged) unless
+        /// [`enforce_crl_expiry`](Self::enforce_crl_expiry) is set.
+        pub fn crl(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+            self.spec.crls.push(path.into());
+            self
+        }
+
+        /// Check revocation of every certificate in the chain, not just the peer's (every
+        /// CA in the chain then needs a CRL).
+        pub fn revocation_check_whole_chain(mut self) -> Self {
+            self.spec.revocation.whole_chain = true;
+            self
+        }
+
+        #[doc = concat!("Accept a ", $peer, " whose issuer has no configured CRL.")]
+        pub fn allow_unknown_revocation_status(mut self) -> Self {
+            self.spec.revocation.allow_unknown = true;
+            self
+        }
+
+        #[doc = concat!("Refuse ", $peer, "s while a CRL is past its nextUpdate.")]
+        pub fn enforce_crl_expiry(mut self) -> Self {
+            self.spec.revocation.enforce_expiry = true;
+            self
+        }
+
+        /// The TLS versions offered. Default: TLS 1.3 and TLS 1.2.
+        pub fn tls_versions(mut self, versions: &[$crate::TlsVersion]) -> Self {
+            self.spec.versions = versions.to_vec();
+            self
+        }
+
+        /// ALPN protocols, most preferred first (e.g. `["h2", "http/1.1"]`). Default: none.
+        pub fn alpn<I, P>(mut self, protocols: I) -> Self
+        where
+            I: IntoIterator<Item = P>,
+            P: AsRef<[u8]>,
+        {
+            self.spec.alpn = protocols.into_iter().map(|p| p.as_ref().to_vec()).collect();
+            self
+        }
+
+        /// The crypto provider; see [`provider`](crate::provider) for the default.
+        pub fn crypto_provider(
+            mut self,
+            provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+        ) -> Self {
+            self.spec.provider = Some(provider);
+            self
+        }
+
+        #[doc = concat!("Whether to check, at build and reload, that the ", $own, "'s own chain")]
+        /// leads to one of the configured CAs (default on; a chain whose issuer is a CA not
+        /// configured here is accepted as long as the file holds the intermediate). Turn it
+        /// off for a lone leaf issued directly by a root the peer trusts but this side was
+        /// not given.
+        pub fn check_identity_chain(mut self, on: bool) -> Self {
+            self.spec.check_identity_chain = on;
+            self
+        }
+
+        #[doc = concat!("Warn (event and log) when the ", $own, " certificate expires within")]
+        /// this window. Default 14 days.
+        pub fn expiry_warning(mut self, window: std::time::Duration) -> Self {
+            self.spec.expiry_warning = window;
+            self
+        }
+
+        /// Number of sessions kept for resumption. Default 256; 0 disables resumption.
+        pub fn session_cache(mut self, size: usize) -> Self {
+            self.spec.session_cache = size;
+            self
+        }
+    };
+}
+pub(crate) use shared_setters;
