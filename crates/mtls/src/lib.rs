@@ -45,6 +45,7 @@
 
 pub mod acceptor;
 pub mod client;
+mod dn;
 mod error;
 pub mod identity;
 mod material;
