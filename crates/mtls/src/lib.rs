@@ -46,6 +46,7 @@
 pub mod acceptor;
 mod cache;
 pub mod client;
+mod dn;
 mod error;
 pub mod identity;
 pub mod listener;

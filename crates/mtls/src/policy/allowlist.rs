@@ -241,7 +241,7 @@ impl Allowlist {
             Kind::Issuer => {
                 let issuer = peer.issuer();
                 let found = self.exact.contains(issuer)
-                    || crate::identity::normalize_dn(issuer).is_ok_and(|n| self.exact.contains(&n));
+                    || crate::dn::normalize_dn(issuer).is_ok_and(|n| self.exact.contains(&n));
                 if found {
                     Ok(())
                 } else {

@@ -494,7 +494,7 @@ impl Policy {
         for dn in dns {
             let dn = dn.as_ref();
             let normalized =
-                crate::identity::normalize_dn(dn).map_err(|reason| PolicyError::BadValue {
+                crate::dn::normalize_dn(dn).map_err(|reason| PolicyError::BadValue {
                     spec: format!("issuer:{dn}"),
                     reason: format!("{reason}; expected e.g. CN=Example CA,O=Example"),
                 })?;
