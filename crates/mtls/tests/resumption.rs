@@ -14,16 +14,18 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::provider;
 use mtls::rustls;
 use mtls::rustls::HandshakeKind;
-use mtls::rustls::pki_types::ServerName;
+use mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use mtls::{Client, Denied, PeerIdentity, Policy, Server, TlsListener, TlsVersion};
 use mtls_testing::{Ca, KeyAlg, Leaf, TestPki};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 
 /// Upper bound for any single network step of these tests.
 const STEP: Duration = Duration::from_secs(10);
@@ -517,4 +519,243 @@ async fn finished_held_across_crl_revocation_tls13() {
 #[tokio::test]
 async fn finished_held_across_crl_revocation_tls12() {
     finished_held_across(TlsVersion::Tls12, TrustChange::RevokeByCrl).await;
+}
+
+// === Finding 2: a TLS 1.3 ticket that reaches the client after its reload ===
+
+/// A TLS 1.3 server (plain rustls, no client auth) with default tickets, answering every
+/// line with its name.
+struct RawServer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawServer {
+    async fn start(leaf: &Leaf) -> Self {
+        let chain = leaf
+            .chain_der()
+            .into_iter()
+            .map(CertificateDer::from)
+            .collect();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der()));
+        let config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let name = leaf.common_name().to_owned();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let (io, _) = tcp.accept().await.unwrap();
+                let (acceptor, name) = (acceptor.clone(), name.clone());
+                tokio::spawn(async move {
+                    use tokio::io::AsyncBufReadExt;
+                    let Ok(tls) = acceptor.accept(io).await else {
+                        return;
+                    };
+                    let (r, mut w) = tokio::io::split(tls);
+                    let mut lines = tokio::io::BufReader::new(r).lines();
+                    while let Ok(Some(_)) = lines.next_line().await {
+                        if w.write_all(format!("{name}\n").as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+/// Reads one whole TLS record.
+async fn read_record<R: AsyncRead + Unpin>(r: &mut R) -> Option<Vec<u8>> {
+    let mut record = vec![0u8; 5];
+    r.read_exact(&mut record).await.ok()?;
+    let len = usize::from(u16::from_be_bytes([record[3], record[4]]));
+    record.resize(5 + len, 0);
+    r.read_exact(&mut record[5..]).await.ok()?;
+    Some(record)
+}
+
+/// A TCP proxy for one connection that forwards whole TLS records and, from the moment
+/// the client sends its first encrypted record (its Finished), holds back everything the
+/// server sends (its session tickets) until released.
+struct TicketHoldingProxy {
+    addr: SocketAddr,
+    /// Notified when the first server record is being held.
+    holding: Arc<Notify>,
+    release: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TicketHoldingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TicketHoldingProxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let holding = Arc::new(Notify::new());
+        let (release, released) = watch::channel(false);
+        let notify = holding.clone();
+        let task = tokio::spawn(async move {
+            let (client, _) = tcp.accept().await.unwrap();
+            let server = TcpStream::connect(upstream).await.unwrap();
+            client.set_nodelay(true).unwrap();
+            server.set_nodelay(true).unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let hold = Arc::new(AtomicBool::new(false));
+            let arm = hold.clone();
+            let up = async move {
+                while let Some(record) = read_record(&mut cr).await {
+                    if record[0] == APPLICATION_DATA {
+                        // Before the server can see the client's Finished.
+                        arm.store(true, Ordering::SeqCst);
+                    }
+                    if sw.write_all(&record).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = sw.shutdown().await;
+            };
+            let down = async move {
+                let mut released = released;
+                while let Some(record) = read_record(&mut sr).await {
+                    if hold.load(Ordering::SeqCst) && !*released.borrow() {
+                        notify.notify_one();
+                        // Everything after this record waits in the socket buffers.
+                        let _ = released.wait_for(|r| *r).await;
+                    }
+                    if cw.write_all(&record).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = cw.shutdown().await;
+            };
+            tokio::join!(up, down);
+        });
+        Self {
+            addr,
+            holding,
+            release,
+            task,
+        }
+    }
+
+    fn release(&self) {
+        self.release.send_replace(true);
+    }
+}
+
+/// One request/answer line on an open connection.
+async fn roundtrip<S>(s: &mut S) -> Result<String, String>
+where
+    S: AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let fut = async {
+        s.write_all(b"who\n").await.map_err(|e| e.to_string())?;
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            if s.read(&mut byte).await.map_err(|e| e.to_string())? == 0 {
+                return Err("closed".to_owned());
+            }
+            if byte[0] == b'\n' {
+                return Ok(String::from_utf8_lossy(&line).into_owned());
+            }
+            line.push(byte[0]);
+        }
+    };
+    tokio::time::timeout(STEP, fut)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+/// A client connects to server-a through the proxy, which holds back the server's
+/// tickets; the client operator (maybe) changes the server policy to one that refuses
+/// server-a; the tickets are released and reach the client on its still-open connection;
+/// then the client connects again, straight to the server. Returns that connection's
+/// handshake kind, or the error.
+async fn late_ticket(deauthorize: bool) -> Result<HandshakeKind, String> {
+    let pki = TestPki::new();
+    let server_a = pki
+        .intermediate
+        .leaf("server-a")
+        .server()
+        .dns("localhost")
+        .build();
+    let server = RawServer::start(&server_a).await;
+    let client = Client::builder()
+        .ca(pki.ca_file())
+        .server_policy("cn:server-a".parse().unwrap())
+        .build()
+        .unwrap();
+    let proxy = TicketHoldingProxy::start(server.addr).await;
+
+    let mut first = tokio::time::timeout(STEP, client.connect_to(proxy.addr, localhost()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.get_ref().1.handshake_kind(),
+        Some(HandshakeKind::Full)
+    );
+    tokio::time::timeout(STEP, proxy.holding.notified())
+        .await
+        .expect("the server sent no ticket");
+    if deauthorize {
+        client
+            .handle()
+            .set_policy("cn:server-b".parse().unwrap())
+            .unwrap();
+    }
+    proxy.release();
+    // The answer comes after the tickets, so the client has read them when it has it.
+    assert_eq!(roundtrip(&mut first).await.unwrap(), "server-a");
+    drop(first);
+
+    match tokio::time::timeout(STEP, client.connect_to(server.addr, localhost())).await {
+        Err(_) => Err("timed out".to_owned()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(mut tls)) => {
+            let kind = tls.get_ref().1.handshake_kind().unwrap();
+            let answer = roundtrip(&mut tls).await;
+            eprintln!("second connection: {kind:?}, answer {answer:?}");
+            Ok(kind)
+        }
+    }
+}
+
+#[tokio::test]
+async fn control_late_ticket_without_policy_change_resumes() {
+    let second = late_ticket(false).await;
+    assert_eq!(
+        second,
+        Ok(HandshakeKind::Resumed),
+        "control: the held-back ticket was not used, so this test would prove nothing"
+    );
+}
+
+#[tokio::test]
+async fn late_ticket_after_client_policy_change_is_not_resumed() {
+    let second = late_ticket(true).await;
+    assert!(
+        second.is_err(),
+        "after the client's server policy stopped admitting server-a, the client connected \
+         to server-a again ({second:?}), with a ticket that arrived after the reload"
+    );
 }
