@@ -759,3 +759,126 @@ async fn late_ticket_after_client_policy_change_is_not_resumed() {
          to server-a again ({second:?}), with a ticket that arrived after the reload"
     );
 }
+
+// === Finding 3: a custom policy replaced by another of the same name ===
+
+#[tokio::test]
+async fn replacing_a_custom_policy_by_one_of_the_same_name_refuses_resumption() {
+    let pki = TestPki::new();
+    let (_, sf) = pki.server("localhost");
+    let admit_alice = |id: &PeerIdentity| {
+        if id.common_name() == Some("alice") {
+            Ok(())
+        } else {
+            Err(Denied::new("gate", "only alice"))
+        }
+    };
+    let server = Server::builder()
+        .identity(&sf.cert, &sf.key)
+        .client_ca(pki.ca_file())
+        .policy(Policy::custom("gate", admit_alice))
+        .build()
+        .unwrap();
+    let mut rec = Recorder::start(&server).await;
+    let (_, af) = pki.client("alice");
+    let client = Client::builder()
+        .identity(&af.cert, &af.key)
+        .ca(pki.ca_file())
+        .build()
+        .unwrap();
+
+    let first = attempt(client.config(), rec.addr).await;
+    let first_seen = rec.next(QUIET).await;
+    assert!(
+        first_seen.as_ref().is_some_and(|s| !s.resumed),
+        "{first:?} {first_seen:?}"
+    );
+    let second = attempt(client.config(), rec.addr).await;
+    let second_seen = rec.next(QUIET).await;
+    assert!(
+        second_seen.as_ref().is_some_and(|s| s.resumed),
+        "control: the second connection did not resume, so this test would prove nothing: \
+         {second:?} {second_seen:?}"
+    );
+
+    let deny_everyone = |_: &PeerIdentity| Err(Denied::new("gate", "closed"));
+    server
+        .handle()
+        .set_policy(Policy::custom("gate", deny_everyone))
+        .unwrap();
+    let third = attempt(client.config(), rec.addr).await;
+    let third_seen = rec.next(QUIET).await;
+    assert!(
+        third_seen.is_none(),
+        "the policy now denies everyone, yet the next connection was handed out: {third_seen:?} \
+         (client: {third:?})"
+    );
+}
+
+// === Finding 4: the chain on an identity is the chain its connection sent ===
+
+/// A raw rustls client presenting exactly `chain`, without resumption.
+fn presenting(chain: Vec<Vec<u8>>, key: Vec<u8>, ca: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in mtls::pem::load_certs(ca).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            chain.into_iter().map(CertificateDer::from).collect(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        )
+        .unwrap();
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+#[tokio::test]
+async fn peer_chain_is_the_chain_this_connection_sent() {
+    let pki = TestPki::new();
+    let (_, sf) = pki.server("localhost");
+    // The root and the intermediate are both trusted, so alice may send her leaf alone,
+    // with the intermediate, or with the intermediate and the root.
+    let cas = pki.path("root-and-intermediate.pem");
+    std::fs::write(
+        &cas,
+        pki.root.cert_pem() + pki.intermediate.cert_pem().as_str(),
+    )
+    .unwrap();
+    let server = Server::builder()
+        .identity(&sf.cert, &sf.key)
+        .client_ca(&cas)
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap();
+    let mut rec = Recorder::start(&server).await;
+    let (alice, _) = pki.client("alice");
+    let leaf = alice.cert_der();
+    let intermediate = pki.intermediate.cert_der();
+    let root = pki.root.cert_der();
+    let chains = [
+        vec![leaf.clone(), intermediate.clone()],
+        vec![leaf.clone()],
+        vec![leaf, intermediate, root],
+    ];
+    let mut got = Vec::new();
+    for chain in chains {
+        let sent = chain.len();
+        let config = presenting(chain, alice.key_der(), &pki.ca_file());
+        let outcome = attempt(config, rec.addr).await;
+        let seen = rec
+            .next(QUIET)
+            .await
+            .unwrap_or_else(|| panic!("a chain of {sent} was refused: {outcome:?}"));
+        assert!(!seen.resumed);
+        assert_eq!(seen.subject, "CN=alice");
+        got.push((sent, seen.chain_len));
+    }
+    assert!(
+        got.iter().all(|(sent, reported)| sent == reported),
+        "(certificates sent, identity().chain().len()) per connection: {got:?}"
+    );
+}
