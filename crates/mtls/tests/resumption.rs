@@ -14,10 +14,10 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::provider;
+use common::{ask, provider};
 use mtls::rustls;
 use mtls::rustls::HandshakeKind;
 use mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -881,4 +881,88 @@ async fn peer_chain_is_the_chain_this_connection_sent() {
         got.iter().all(|(sent, reported)| sent == reported),
         "(certificates sent, identity().chain().len()) per connection: {got:?}"
     );
+}
+
+// === Reloads of trust under load ===
+
+/// The existing `handshakes_under_constant_reloads_never_fail` (tests/reload.rs) swaps
+/// only the server's certificate, which leaves the trust epoch alone. Here every reload
+/// is a trust change (two policies, both admitting the clients), so sessions keep being
+/// refused for resumption while handshakes run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_never_fail_while_the_policy_reloads_every_10ms() {
+    const LOOPS: usize = 4;
+    const CONNECTIONS: usize = 50;
+    let pki = TestPki::new();
+    let (_, sf) = pki.server("localhost");
+    let server = Server::builder()
+        .identity(&sf.cert, &sf.key)
+        .client_ca(pki.ca_file())
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap();
+    let srv = common::serve(&server).await;
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let resumed = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..LOOPS {
+        let (_, f) = pki.client(&format!("load-{i}"));
+        let client = Client::builder()
+            .identity(f.cert, f.key)
+            .ca(pki.ca_file())
+            .build()
+            .unwrap();
+        let (ok, failed, resumed) = (ok.clone(), failed.clone(), resumed.clone());
+        let addr = srv.addr;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..CONNECTIONS {
+                match ask(&client, addr).await {
+                    Ok(line) => {
+                        if line.ends_with("|true") {
+                            resumed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        ok.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(e) => {
+                        eprintln!("failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                // Paced, so that the connections span many reloads (a resumed handshake
+                // on loopback takes well under a millisecond).
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    let admitting_the_clients: Policy = "any(cn:load-0, cn:load-1, cn:load-2, cn:load-3)"
+        .parse()
+        .unwrap();
+    let handle = server.handle();
+    let mut reloads = 0usize;
+    while tasks.iter().any(|t| !t.is_finished()) {
+        let policy = if reloads.is_multiple_of(2) {
+            admitting_the_clients.clone()
+        } else {
+            Policy::any_verified()
+        };
+        let h = handle.clone();
+        tokio::task::spawn_blocking(move || h.set_policy(policy))
+            .await
+            .unwrap()
+            .unwrap();
+        reloads += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!(
+        "{} handshakes ({} resumed), {reloads} trust reloads",
+        ok.load(Ordering::Relaxed),
+        resumed.load(Ordering::Relaxed)
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert_eq!(ok.load(Ordering::Relaxed), LOOPS * CONNECTIONS);
+    assert!(reloads >= 10, "only {reloads} reloads");
 }
