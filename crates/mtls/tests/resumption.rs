@@ -246,7 +246,8 @@ impl HeldFinished {
                 }
                 let mut records = split_records(&out);
                 if is_last_flight(&records) {
-                    eprintln!("client's last flight, type:length: {}", layout(&records));
+                    let flight = layout(&records);
+                    eprintln!("client's last flight, type:length: {flight}");
                     let held = records.pop().unwrap();
                     // Finished is 4 bytes of header and a SHA-256 or SHA-384 sized MAC.
                     let finished_only = held[0] != APPLICATION_DATA
@@ -254,8 +255,7 @@ impl HeldFinished {
                     assert!(
                         finished_only && records.iter().any(|r| r[0] != CHANGE_CIPHER_SPEC),
                         "the last record is not Finished alone: cannot hold back just \
-                         Finished ({})",
-                        layout(&records)
+                         Finished ({flight})"
                     );
                     tcp.write_all(&records.concat()).await.unwrap();
                     return Self { tcp, conn, held };
