@@ -416,7 +416,7 @@ async fn finished_held_across(version: TlsVersion, change: TrustChange) {
         .build()
         .unwrap();
     // The same resumption store as `client`, with Finished in a record of its own.
-    let mut config = rustls::ClientConfig::clone(&client.config());
+    let mut config = rustls::ClientConfig::clone(&client.current_config());
     config.max_fragment_size = Some(5 + tls13_finished_offset(&alice.chain_der()));
     let config = Arc::new(config);
 
@@ -787,13 +787,13 @@ async fn replacing_a_custom_policy_by_one_of_the_same_name_refuses_resumption() 
         .build()
         .unwrap();
 
-    let first = attempt(client.config(), rec.addr).await;
+    let first = attempt(client.current_config(), rec.addr).await;
     let first_seen = rec.next(QUIET).await;
     assert!(
         first_seen.as_ref().is_some_and(|s| !s.resumed),
         "{first:?} {first_seen:?}"
     );
-    let second = attempt(client.config(), rec.addr).await;
+    let second = attempt(client.current_config(), rec.addr).await;
     let second_seen = rec.next(QUIET).await;
     assert!(
         second_seen.as_ref().is_some_and(|s| s.resumed),
@@ -806,7 +806,7 @@ async fn replacing_a_custom_policy_by_one_of_the_same_name_refuses_resumption() 
         .handle()
         .set_policy(Policy::custom("gate", deny_everyone))
         .unwrap();
-    let third = attempt(client.config(), rec.addr).await;
+    let third = attempt(client.current_config(), rec.addr).await;
     let third_seen = rec.next(QUIET).await;
     assert!(
         third_seen.is_none(),
