@@ -4,9 +4,10 @@
 //! [`Connector`] connects over TCP, verifies the server as the host of the request URI
 //! (or a [fixed name](Connector::server_name)) with the `mtls::Client`'s verifier — which
 //! also runs its [server policy](mtls::ClientBuilder::server_policy) — and presents the
-//! client certificate. It uses the `mtls::Client`'s rustls config (a clone that shares
-//! the certificate resolver, verifier and session store), so a reloaded client
-//! certificate is used by the next new connection without rebuilding anything.
+//! client certificate. Each connection runs [`mtls::Client::handshake_with_alpn`]: the
+//! material in force when it starts (so a reloaded client certificate is used by the next
+//! new connection without rebuilding anything), session resumption that never outlives a
+//! reload, and a second check of the server when a reload happened during the handshake.
 //!
 //! It offers ALPN `h2` and `http/1.1` (replacing any ALPN set on the `mtls::Client`), and
 //! tells hyper when `h2` was negotiated, so one `Client` speaks HTTP/2 or HTTP/1.1 as the
@@ -56,9 +57,8 @@ use hyper_util::rt::TokioIo;
 use mtls::PeerIdentity;
 use mtls::identity::IdentityError;
 use mtls::rustls::pki_types::ServerName;
-use mtls::rustls::{self, CertificateError, ClientConfig};
+use mtls::rustls::{self, CertificateError};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -72,7 +72,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Connector {
     http: HttpConnector,
-    config: Arc<ClientConfig>,
+    client: mtls::Client,
+    alpn: Arc<[Vec<u8>]>,
     server_name: Option<ServerName<'static>>,
     handshake_timeout: Duration,
 }
@@ -80,7 +81,7 @@ pub struct Connector {
 impl fmt::Debug for Connector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connector")
-            .field("alpn", &self.config.alpn_protocols)
+            .field("alpn", &self.alpn)
             .field("server_name", &self.server_name)
             .field("handshake_timeout", &self.handshake_timeout)
             .finish_non_exhaustive()
@@ -95,7 +96,8 @@ impl Connector {
         http.set_nodelay(true);
         Self {
             http,
-            config: Arc::new(ClientConfig::clone(&client.config())),
+            client: client.clone(),
+            alpn: Arc::new([]),
             server_name: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
@@ -142,9 +144,7 @@ impl Connector {
     }
 
     fn with_alpn(mut self, protocols: &[&[u8]]) -> Self {
-        let mut config = ClientConfig::clone(&self.config);
-        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
-        self.config = Arc::new(config);
+        self.alpn = protocols.iter().map(|p| p.to_vec()).collect();
         self.http.enforce_http(false);
         self
     }
@@ -166,7 +166,8 @@ impl tower_service::Service<Uri> for Connector {
 
     fn call(&mut self, uri: Uri) -> Self::Future {
         let mut http = self.http.clone();
-        let config = self.config.clone();
+        let client = self.client.clone();
+        let alpn = self.alpn.clone();
         let fixed_name = self.server_name.clone();
         let timeout = self.handshake_timeout;
         Box::pin(async move {
@@ -203,7 +204,7 @@ impl tower_service::Service<Uri> for Connector {
                     source: Box::new(e),
                 })?
                 .into_inner();
-            let handshake = TlsConnector::from(config).connect(name, tcp);
+            let handshake = client.handshake_with_alpn(tcp, name, Some(&alpn));
             let stream = match tokio::time::timeout(timeout, handshake).await {
                 Err(_) => return Err(ConnectError::HandshakeTimeout { server, timeout }),
                 Ok(Err(e)) => return Err(ConnectError::from_handshake(server, e)),

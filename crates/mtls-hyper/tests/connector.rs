@@ -261,3 +261,68 @@ fn connect_error_messages_name_the_problem() {
     );
     assert!(e.certificate_error().is_none() && !e.is_policy_denied());
 }
+
+/// The connector resumes sessions within one generation of the client's material, and
+/// never across a reload: the session made under alice is not offered once bob is in
+/// force.
+#[tokio::test]
+async fn connector_resumes_within_a_generation_and_never_across_a_reload() {
+    let fx = Fixture::new();
+    let mut listener = listener(&fx.server()).await;
+    let addr = listener.local_addr();
+    // Each connection: (client CN, resumed), then served over HTTP.
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let _server = tokio::spawn(async move {
+        loop {
+            let conn = listener.accept().await;
+            let cn = conn
+                .peer
+                .identity()
+                .and_then(|i| i.common_name().map(str::to_owned));
+            let _ = seen_tx.send((cn.unwrap_or_default(), conn.peer.resumed()));
+            tokio::spawn(
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(conn.stream),
+                        hyper::service::service_fn(|_req| async {
+                            Ok::<_, Infallible>(Response::new(String::from("ok")))
+                        }),
+                    )
+                    .into_owned(),
+            );
+        }
+    });
+    let (_, alice) = fx.pki.client("alice");
+    let (_, bob) = fx.pki.client("bob");
+    let (cert, key) = (fx.pki.path("now.crt"), fx.pki.path("now.key"));
+    let install = |from: &mtls_testing::LeafFiles| {
+        std::fs::copy(&from.cert, &cert).unwrap();
+        std::fs::copy(&from.key, &key).unwrap();
+    };
+    install(&alice);
+    let mtls_client = fx.client_builder().identity(&cert, &key).build().unwrap();
+    // No pooling: every request opens a new connection through the same connector.
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build::<_, http_body_util::Empty<bytes::Bytes>>(Connector::new(&mtls_client));
+    let mut request = async || {
+        let response = http.get(url(addr, "/")).await.unwrap();
+        assert!(response.status().is_success());
+        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+        seen.recv().await.unwrap()
+    };
+    assert_eq!(request().await, ("alice".to_owned(), false));
+    assert_eq!(
+        request().await,
+        ("alice".to_owned(), true),
+        "the second connection resumes the first one's session"
+    );
+
+    install(&bob);
+    mtls_client.handle().reload().unwrap();
+    assert_eq!(
+        request().await,
+        ("bob".to_owned(), false),
+        "after the reload to bob, a new connection presents bob in a full handshake"
+    );
+}

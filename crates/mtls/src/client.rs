@@ -188,8 +188,25 @@ impl Client {
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
+        self.handshake_with_alpn(io, name, None).await
+    }
+
+    /// [`handshake`](Self::handshake), offering `alpn` instead of the builder's ALPN
+    /// protocols when it is given (HTTP connectors choose their own).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn handshake_with_alpn<IO>(
+        &self,
+        io: IO,
+        name: ServerName<'static>,
+        alpn: Option<&[Vec<u8>]>,
+    ) -> std::io::Result<TlsStream<IO>>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         let used = self.current.load_full();
-        let tls = TlsConnector::from(used.config.clone())
+        let tls = TlsConnector::from(used.config_with_alpn(alpn))
             .connect(name.clone(), io)
             .await?;
         self.recheck(&used, tls.get_ref().1, &name)?;
@@ -198,7 +215,7 @@ impl Client {
 
     /// A connection made with `used`'s config is checked against the snapshot in force
     /// when it is handed out, if that is another one.
-    pub(crate) fn recheck(
+    fn recheck(
         &self,
         used: &Arc<ClientSnapshot>,
         conn: &rustls::ClientConnection,

@@ -1,7 +1,7 @@
 //! A TCP listener that runs every mTLS handshake in its own task.
 //!
 //! [`TlsListener`] owns a TCP listener and runs each handshake (an
-//! [`Acceptor`](crate::Acceptor) handshake, so with its timeout and its admission against
+//! [`Acceptor`] handshake, so with its timeout and its admission against
 //! the trust in force) in its own task, with a cap on how many run at once, and hands out
 //! finished connections in order of completion, so a client that stalls its handshake
 //! never delays anyone else. When the cap is reached, the oldest handshake still in

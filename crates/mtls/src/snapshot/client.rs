@@ -1,6 +1,6 @@
 //! The client's snapshot and its loader.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -30,6 +30,31 @@ pub(crate) struct ClientSnapshot {
     /// one (rustls also refuses to resume a session made with another verifier or
     /// resolver).
     pub(crate) config: Arc<ClientConfig>,
+    /// Copies of `config` that offer other ALPN protocols (HTTP connectors set their own),
+    /// made on first use; they share its resolver, verifier and session store.
+    alpn_configs: Mutex<Vec<Arc<ClientConfig>>>,
+}
+
+impl ClientSnapshot {
+    /// `config`, or a copy of it that offers `alpn` instead.
+    pub(crate) fn config_with_alpn(&self, alpn: Option<&[Vec<u8>]>) -> Arc<ClientConfig> {
+        let Some(alpn) = alpn.filter(|a| *a != self.config.alpn_protocols.as_slice()) else {
+            return self.config.clone();
+        };
+        let mut copies = self.alpn_configs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = copies.iter().find(|c| c.alpn_protocols == alpn) {
+            return c.clone();
+        }
+        let mut copy = ClientConfig::clone(&self.config);
+        copy.alpn_protocols = alpn.to_vec();
+        let copy = Arc::new(copy);
+        // A handful of ALPN sets at most in practice; never grow without bound.
+        if copies.len() >= 8 {
+            copies.clear();
+        }
+        copies.push(copy.clone());
+        copy
+    }
 }
 
 /// Loads client snapshots.
@@ -99,6 +124,7 @@ impl Load for ClientLoader {
                 trust,
                 key,
                 config: Arc::new(config),
+                alpn_configs: Mutex::default(),
             },
             identity: info,
             cas: cas.info,
