@@ -13,7 +13,8 @@ use axum::extract::connect_info::{Connected, IntoMakeServiceWithConnectInfo};
 use axum::serve::{IncomingStream, Listener};
 use mtls::ListenerStats;
 use mtls::{
-    Acceptor, DefaultExtractor, IdentityExtractor, ListenerOptions, Peer, Server, TlsListener,
+    Acceptor, ConnectionInfo, DefaultExtractor, IdentityExtractor, ListenerOptions, Server,
+    TlsListener,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -308,7 +309,7 @@ impl fmt::Debug for TlsConnectInfo {
 
 impl TlsConnectInfo {
     pub(crate) fn from_peer<P: Clone + Send + Sync + 'static>(
-        peer: Peer<P>,
+        peer: ConnectionInfo<P>,
         remote_addr: SocketAddr,
     ) -> Self {
         let alpn = peer.alpn().map(<[u8]>::to_vec);

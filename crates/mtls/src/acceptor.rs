@@ -30,57 +30,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::identity::{DefaultExtractor, ExtractError, IdentityExtractor, PeerIdentity};
+use crate::connection::ConnectionInfo;
+use crate::identity::{DefaultExtractor, ExtractError, IdentityExtractor};
 use crate::snapshot::server::ServerSnapshot;
 use crate::verify::{Rejection, log_rejection};
-
-/// What is known about the peer of an accepted connection.
-#[derive(Debug, Clone)]
-pub struct Peer<P> {
-    identity: Option<Arc<PeerIdentity>>,
-    principal: Option<P>,
-    alpn: Option<Vec<u8>>,
-    resumed: bool,
-    generation: u64,
-}
-
-impl<P> Peer<P> {
-    /// The verified and authorized peer, or `None` for an anonymous client under
-    /// [`ClientAuth::Optional`](crate::ClientAuth::Optional).
-    pub fn identity(&self) -> Option<&Arc<PeerIdentity>> {
-        self.identity.as_ref()
-    }
-
-    /// The application's principal from the [`IdentityExtractor`], when there is an
-    /// identity.
-    pub fn principal(&self) -> Option<&P> {
-        self.principal.as_ref()
-    }
-
-    /// The negotiated ALPN protocol.
-    pub fn alpn(&self) -> Option<&[u8]> {
-        self.alpn.as_deref()
-    }
-
-    /// Whether the handshake resumed an earlier session.
-    pub fn resumed(&self) -> bool {
-        self.resumed
-    }
-
-    /// The generation of the material that admitted this connection: the one that
-    /// verified the peer during the handshake, or the one in force when the handshake
-    /// ended if the peer was checked again then (a resumed session, a reload during the
-    /// handshake). Equal to the identity's
-    /// [`generation`](PeerIdentity::generation) when there is one.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// Splits into identity and principal.
-    pub fn into_parts(self) -> (Option<Arc<PeerIdentity>>, Option<P>) {
-        (self.identity, self.principal)
-    }
-}
 
 /// Why a handshake did not produce a connection.
 #[derive(Debug)]
@@ -184,7 +137,23 @@ impl<E: IdentityExtractor> Acceptor<E> {
     pub async fn accept<IO>(
         &self,
         io: IO,
-    ) -> Result<(TlsStream<IO>, Peer<E::Principal>), HandshakeError>
+    ) -> Result<(TlsStream<IO>, ConnectionInfo<E::Principal>), HandshakeError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.accept_from(io, None).await
+    }
+
+    /// [`accept`](Self::accept), recording the peer's address in the
+    /// [`ConnectionInfo`].
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept).
+    pub async fn accept_from<IO>(
+        &self,
+        io: IO,
+        remote_addr: Option<std::net::SocketAddr>,
+    ) -> Result<(TlsStream<IO>, ConnectionInfo<E::Principal>), HandshakeError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -200,7 +169,7 @@ impl<E: IdentityExtractor> Acceptor<E> {
                 // A refused peer's stream is dropped, which closes it: its handshake
                 // completed, so there is no alert to wait for.
                 Ok(Ok(stream)) => {
-                    let peer = self.peer(&stream, &used)?;
+                    let peer = self.peer(&stream, &used, remote_addr)?;
                     return Ok((stream, peer));
                 }
                 Ok(Err(failed)) => failed,
@@ -222,7 +191,8 @@ impl<E: IdentityExtractor> Acceptor<E> {
         &self,
         stream: &TlsStream<IO>,
         used: &Arc<ServerSnapshot>,
-    ) -> Result<Peer<E::Principal>, HandshakeError> {
+        remote_addr: Option<std::net::SocketAddr>,
+    ) -> Result<ConnectionInfo<E::Principal>, HandshakeError> {
         let conn = stream.get_ref().1;
         let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
@@ -255,13 +225,14 @@ impl<E: IdentityExtractor> Acceptor<E> {
             ),
             None => None,
         };
-        Ok(Peer {
+        Ok(ConnectionInfo::new(
             identity,
             principal,
+            remote_addr,
+            generation,
             alpn,
             resumed,
-            generation,
-        })
+        ))
     }
 }
 

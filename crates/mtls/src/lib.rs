@@ -46,6 +46,7 @@
 pub mod acceptor;
 mod cache;
 pub mod client;
+mod connection;
 mod dn;
 mod error;
 pub mod identity;
@@ -63,8 +64,9 @@ pub mod verify;
 #[cfg(feature = "watch")]
 pub mod watch;
 
-pub use acceptor::{Acceptor, HandshakeError, Peer};
+pub use acceptor::{Acceptor, HandshakeError};
 pub use client::{Client, ClientBuilder};
+pub use connection::ConnectionInfo;
 pub use error::{Error, Result, Role};
 pub use identity::{
     DefaultExtractor, ExtractError, IdentityExtractor, PeerIdentity, SpiffeId, SpiffeIdError,

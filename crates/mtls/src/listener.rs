@@ -29,7 +29,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
-use crate::acceptor::{Acceptor, HandshakeError, Peer};
+use crate::acceptor::{Acceptor, HandshakeError};
+use crate::connection::ConnectionInfo;
 use crate::identity::{DefaultExtractor, IdentityExtractor};
 
 /// Counters of a [`TlsListener`].
@@ -99,9 +100,9 @@ impl ListenerOptions {
 pub struct Accepted<P> {
     /// The TLS stream.
     pub stream: TlsStream<TcpStream>,
-    /// The peer.
-    pub peer: Peer<P>,
-    /// The peer's address.
+    /// What is known about the peer (its address included).
+    pub peer: ConnectionInfo<P>,
+    /// The peer's address (also in [`peer`](Self::peer)).
     pub remote_addr: SocketAddr,
 }
 
@@ -282,8 +283,8 @@ impl Drop for Slot {
 
 /// What a handshake task does once its handshake is over: serve the connection with the
 /// handler, or queue it for [`TlsListener::accept`], or count and log the failure.
-fn deliver<P: Send + 'static>(
-    result: Result<(TlsStream<TcpStream>, Peer<P>), HandshakeError>,
+fn deliver<P: Send + Sync + 'static>(
+    result: Result<(TlsStream<TcpStream>, ConnectionInfo<P>), HandshakeError>,
     remote_addr: SocketAddr,
     sink: &Arc<Sink<P>>,
     stats: &ListenerStats,
@@ -396,7 +397,7 @@ async fn accept_loop<E: IdentityExtractor>(
             // connection's whole life, not the handshake's 1.3 KiB beside the
             // connection (this matters under a handler, whose connections live here).
             let next = {
-                let result = Box::pin(acceptor.accept(io)).await;
+                let result = Box::pin(acceptor.accept_from(io, Some(remote_addr))).await;
                 slot.release();
                 drop(acceptor);
                 deliver(result, remote_addr, &sink, &stats2)
