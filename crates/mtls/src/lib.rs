@@ -39,6 +39,59 @@
 //! Loading and building return [`Error`], whose messages name the file, say what is wrong
 //! and how to fix it. Handshake rejections are logged through `tracing` (target
 //! `mtls::verify`) with a [`Rejection`] reason class; the peer only sees a TLS alert.
+//!
+//! ## Resumption
+//!
+//! rustls does not verify the peer again when a session is resumed, and a peer controls
+//! the timing of every message it sends: it can hold back its Finished while the operator
+//! removes a CA, and a server can send a session ticket long after the handshake. So:
+//!
+//! - **Server.** Each handshake runs on the rustls config of the snapshot in force when it
+//!   starts. Its session store is shared only by snapshots with the same CAs, CRLs and
+//!   policy (the same *trust epoch*); any change of those, and every `set_policy`, starts a
+//!   new one, so a session is never offered under another trust. And when the handshake
+//!   ends, [`Acceptor`] admits the connection against the snapshot in force *then*: a
+//!   resumed session, or a handshake that spanned a trust change, is checked again (path
+//!   validation unless this exact chain passed it under that snapshot and has not expired
+//!   since, then the policy) and refused with [`HandshakeError::Refused`] if the trust in
+//!   force does not admit it. We chose to check at hand-out rather than only binding
+//!   sessions to the snapshot that verified them because rustls gives a verifier no handle
+//!   on the connection it verifies, and only the acceptor sees the connection whole: the
+//!   check there covers TLS 1.3 tickets, TLS 1.2 session IDs and delayed Finished messages
+//!   alike, and costs one cache lookup and one policy evaluation per resumed connection.
+//! - **Client.** Each snapshot has its own session store, and rustls only resumes a
+//!   session with the verifier and certificate resolver that made it, so a ticket that
+//!   reaches an old connection after a reload is never offered by a later snapshot.
+//!   [`Client::connect`] and [`Client::handshake`] also check the server again when a
+//!   reload happened during the handshake.
+//! - **Configs for other loops.** [`Server::config`] and [`Client::config`] follow reloads
+//!   (their resolver and verifier read the snapshot in force at each handshake) and never
+//!   resume: a loop that keeps one config cannot check a resumed session against the
+//!   trust in force. [`Server::current_config`] / [`Client::current_config`] are the
+//!   snapshot's own configs, with resumption, for loops that take one per connection.
+//!
+//! The generation on a connection's identity ([`PeerIdentity::generation`],
+//! [`ConnectionInfo::generation`]) is the one that verified it.
+//!
+//! ## Architecture
+//!
+//! Data flows one way: **files → spec → snapshot → handshake → connection info →
+//! request**.
+//!
+//! | module | role |
+//! |---|---|
+//! | [`pem`] | reads certificates, keys and CRLs in every form OpenSSL writes |
+//! | `spec` | what a builder collected (paths, options, policy): plain data shared by both sides; the builders' common setters are written once |
+//! | `material` | preflight checks run at build and reload (key matches certificate, EKU, chain, CRL signatures, dates) |
+//! | `snapshot` | the pure loaders: spec → one immutable snapshot per side (certified key, WebPki verifier, policy, generation, trust epoch, the rustls config bound to them) |
+//! | [`reload`] | publishes each new snapshot with one `ArcSwap` store, keeps the last good one, reports events; [`watch`](mod@watch) and SIGHUP trigger it |
+//! | [`verify`] | the snapshot's verifiers: WebPki first, then the [`policy`]; rejection classes and their log events |
+//! | `cache` | per snapshot, the identities of the exact chains its verifier accepted |
+//! | [`acceptor`] | one server handshake with a timeout, then admission against the snapshot in force |
+//! | [`listener`] | [`TlsListener`]: handshakes concurrently off the accept path, with a cap |
+//! | `connection` | [`ConnectionInfo`]: identity, principal, address, generation, ALPN, resumption; what the adapters put on each request |
+//! | [`identity`], [`policy`] | [`PeerIdentity`] parsed once per chain; the rules that authorize it (DN handling shared in `dn`) |
+//! | [`server`], [`client`] | the public builders and handles; [`Client::connect`] |
 
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
