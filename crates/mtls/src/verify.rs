@@ -14,10 +14,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::{CertificateError, DistinguishedName, SignatureScheme};
 
 use crate::cache::IdentityCache;
 use crate::error::fmt_time;
@@ -241,6 +241,36 @@ fn authorize(side: &'static str, policy: &Policy, identity: &PeerIdentity) -> Re
     })
 }
 
+/// The signature checks of a verifier, delegated to `$target` (an expression over
+/// `$s`, the receiver), and its schemes from `$schemes`: the same three methods in each of
+/// the snapshot verifiers and in the following verifiers that read them.
+macro_rules! delegate_signature_checks {
+    ($s:ident => $target:expr, schemes: $schemes:expr) => {
+        fn verify_tls12_signature(
+            &$s,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            $target.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &$s,
+            message: &[u8],
+            cert: &rustls::pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            $target.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&$s) -> Vec<rustls::SignatureScheme> {
+            $schemes
+        }
+    };
+}
+pub(crate) use delegate_signature_checks;
+
 // === impl ClientTrust ===
 
 /// A server snapshot's trust in clients: the WebPki client verifier over its CAs and
@@ -338,27 +368,7 @@ impl ClientCertVerifier for ClientTrust {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
-    }
+    delegate_signature_checks!(self => self.webpki, schemes: self.schemes.clone());
 }
 
 // === impl ServerTrust ===
@@ -420,25 +430,5 @@ impl ServerCertVerifier for ServerTrust {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.schemes.clone()
-    }
+    delegate_signature_checks!(self => self.webpki, schemes: self.schemes.clone());
 }

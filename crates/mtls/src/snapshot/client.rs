@@ -4,21 +4,21 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::{
     ClientSessionMemoryCache, ResolvesClientCert, Resumption, WebPkiServerVerifier,
 };
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{ClientConfig, SignatureScheme};
 
 use super::server::schemes;
 use crate::error::{Error, Result, Role};
 use crate::material::{self, IdentityChecks};
 use crate::reload::{Load, Loaded};
 use crate::spec::{Spec, versions};
-use crate::verify::ServerTrust;
+use crate::verify::{ServerTrust, delegate_signature_checks};
 
 /// Everything a client handshake needs, as of one generation.
 #[derive(Debug)]
@@ -218,31 +218,5 @@ impl ServerCertVerifier for Following {
         )
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .load()
-            .trust
-            .verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .load()
-            .trust
-            .verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.load().trust.schemes.clone()
-    }
+    delegate_signature_checks!(self => self.0.load().trust, schemes: self.0.load().trust.schemes.clone());
 }

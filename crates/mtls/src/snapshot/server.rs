@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -13,14 +12,14 @@ use rustls::server::{
     StoresServerSessions, WebPkiClientVerifier,
 };
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls::{DistinguishedName, ServerConfig, SignatureScheme};
 
 use super::TrustKey;
 use crate::error::{Error, Result, Role};
 use crate::material::{self, IdentityChecks};
 use crate::reload::{Load, Loaded};
 use crate::spec::{Spec, versions};
-use crate::verify::ClientTrust;
+use crate::verify::{ClientTrust, delegate_signature_checks};
 
 /// Whether clients must present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -226,31 +225,5 @@ impl ClientCertVerifier for Following {
             .verify_client_cert(end_entity, intermediates, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .load()
-            .trust
-            .verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
-            .load()
-            .trust
-            .verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.load().trust.schemes.clone()
-    }
+    delegate_signature_checks!(self => self.0.load().trust, schemes: self.0.load().trust.schemes.clone());
 }
