@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::connection::ConnectionInfo;
@@ -41,6 +41,8 @@ use crate::verify::{Rejection, log_rejection};
 pub enum HandshakeError {
     /// The handshake did not finish within the timeout.
     Timeout(Duration),
+    /// The client's ClientHello did not arrive (whole) within the ClientHello deadline.
+    ClientHelloTimeout(Duration),
     /// TLS failed; the peer's certificate was refused when `rejection` says why.
     Tls {
         /// The error.
@@ -60,6 +62,9 @@ impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Timeout(d) => write!(f, "TLS handshake did not finish within {d:?}"),
+            Self::ClientHelloTimeout(d) => {
+                write!(f, "the client sent no complete ClientHello within {d:?}")
+            }
             Self::Tls {
                 rejection: Some(r), ..
             } => write!(f, "TLS handshake failed: {r}"),
@@ -73,7 +78,7 @@ impl fmt::Display for HandshakeError {
 impl std::error::Error for HandshakeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Timeout(_) | Self::Refused(_) => None,
+            Self::Timeout(_) | Self::ClientHelloTimeout(_) | Self::Refused(_) => None,
             Self::Tls { source, .. } => Some(source),
             Self::Extract(e) => Some(e),
         }
@@ -85,6 +90,7 @@ pub struct Acceptor<E: IdentityExtractor = DefaultExtractor> {
     current: Arc<ArcSwap<ServerSnapshot>>,
     extractor: Arc<E>,
     timeout: Duration,
+    client_hello_timeout: Duration,
 }
 
 impl<E: IdentityExtractor> Clone for Acceptor<E> {
@@ -93,6 +99,7 @@ impl<E: IdentityExtractor> Clone for Acceptor<E> {
             current: self.current.clone(),
             extractor: self.extractor.clone(),
             timeout: self.timeout,
+            client_hello_timeout: self.client_hello_timeout,
         }
     }
 }
@@ -101,6 +108,7 @@ impl<E: IdentityExtractor> fmt::Debug for Acceptor<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Acceptor")
             .field("timeout", &self.timeout)
+            .field("client_hello_timeout", &self.client_hello_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -110,11 +118,13 @@ impl<E: IdentityExtractor> Acceptor<E> {
         current: Arc<ArcSwap<ServerSnapshot>>,
         extractor: Arc<E>,
         timeout: Duration,
+        client_hello_timeout: Duration,
     ) -> Self {
         Self {
             current,
             extractor,
             timeout,
+            client_hello_timeout,
         }
     }
 
@@ -128,6 +138,20 @@ impl<E: IdentityExtractor> Acceptor<E> {
     /// The handshake timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Sets the ClientHello deadline: how long a client may take to send its whole
+    /// ClientHello (within the handshake timeout). A [`TlsListener`](crate::TlsListener)
+    /// also gives a new connection this long to send its first byte.
+    #[must_use]
+    pub fn with_client_hello_timeout(mut self, timeout: Duration) -> Self {
+        self.client_hello_timeout = timeout;
+        self
+    }
+
+    /// The ClientHello deadline.
+    pub fn client_hello_timeout(&self) -> Duration {
+        self.client_hello_timeout
     }
 
     /// Runs the handshake on `io` within the timeout.
@@ -159,11 +183,31 @@ impl<E: IdentityExtractor> Acceptor<E> {
     {
         // The outcome is matched inside this block so that neither it nor the accept
         // future stays in this future's state while lingering.
-        let used = self.current.load_full();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let hello_deadline = deadline.min(tokio::time::Instant::now() + self.client_hello_timeout);
         let (source, mut io) = {
-            let tls = TlsAcceptor::from(used.config.clone());
-            let handshake =
-                tokio::time::timeout(self.timeout, tls.accept(io).into_fallible()).await;
+            // The whole ClientHello first, within its own deadline; then the snapshot in
+            // force at that moment, whose session store decides any resumption.
+            let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+            let start = match tokio::time::timeout_at(hello_deadline, hello).await {
+                Err(_) if hello_deadline < deadline => {
+                    return Err(HandshakeError::ClientHelloTimeout(self.client_hello_timeout));
+                }
+                Err(_) => return Err(HandshakeError::Timeout(self.timeout)),
+                Ok(Err(source)) => {
+                    return Err(HandshakeError::Tls {
+                        source,
+                        rejection: None,
+                    });
+                }
+                Ok(Ok(start)) => start,
+            };
+            let used = self.current.load_full();
+            let handshake = tokio::time::timeout_at(
+                deadline,
+                start.into_stream(used.config.clone()).into_fallible(),
+            )
+            .await;
             match handshake {
                 Err(_) => return Err(HandshakeError::Timeout(self.timeout)),
                 // A refused peer's stream is dropped, which closes it: its handshake

@@ -4,10 +4,30 @@
 //! [`Acceptor`] handshake, so with its timeout and its admission against
 //! the trust in force) in its own task, with a cap on how many run at once, and hands out
 //! finished connections in order of completion, so a client that stalls its handshake
-//! never delays anyone else. When the cap is reached, the oldest handshake still in
-//! progress is dropped to make room: a flood of clients that never finish cannot lock out
-//! a client that does. Dropping the listener closes the TCP socket and drops the
-//! handshakes still in progress. The HTTP adapters are built on it.
+//! never delays anyone else. The HTTP adapters are built on it.
+//!
+//! # Limits
+//!
+//! An attacker controls when, and whether, each of its connections sends anything, so:
+//!
+//! - **ClientHello deadline** ([`ServerBuilder::client_hello_timeout`](crate::ServerBuilder::client_hello_timeout),
+//!   default 5 s): a new connection must send its first byte, and then its whole
+//!   ClientHello, within it; the whole handshake within the handshake timeout (default
+//!   10 s).
+//! - **Two caps, silent and talking** ([`ListenerOptions::max_silent`], default four times
+//!   the handshake cap and at least 64; [`ListenerOptions::max_handshakes`], default
+//!   1024): a connection that has not sent a byte yet holds only a socket and a small
+//!   task, and counts against the first cap; when a new one arrives there, the oldest
+//!   silent connection is dropped. Once it sends its first byte it counts against the
+//!   second; beyond that cap the oldest handshake in progress is dropped. Connections that
+//!   send nothing are therefore always the first to go, and a flood of them never takes a
+//!   handshake slot from a slow client that is handshaking.
+//! - **Per-source cap** ([`ListenerOptions::max_handshakes_per_source`], default off): at
+//!   most this many handshakes in progress per client IP address (IPv4-mapped IPv6
+//!   addresses count as IPv4); a connection over it is closed at once.
+//!
+//! Dropping the listener closes the TCP socket and drops the handshakes still in
+//! progress.
 //!
 //! Finished connections are taken with [`TlsListener::accept`], or served where they
 //! were accepted by a handler given to [`TlsListener::handle_with`]: each connection then
@@ -20,8 +40,10 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -41,6 +63,7 @@ pub struct ListenerStats {
     handshakes_failed: AtomicU64,
     handshakes_timed_out: AtomicU64,
     handshakes_evicted: AtomicU64,
+    refused_per_source: AtomicU64,
 }
 
 impl ListenerStats {
@@ -64,15 +87,28 @@ impl ListenerStats {
     pub fn handshakes_evicted(&self) -> u64 {
         self.handshakes_evicted.load(Ordering::Relaxed)
     }
+    /// Connections closed at once because their address had
+    /// [`max_handshakes_per_source`](ListenerOptions::max_handshakes_per_source)
+    /// handshakes in progress.
+    pub fn refused_per_source(&self) -> u64 {
+        self.refused_per_source.load(Ordering::Relaxed)
+    }
 }
 
 /// Options of a [`TlsListener`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ListenerOptions {
-    /// At most this many handshakes run at once; when a new connection arrives at the
-    /// cap, the oldest handshake in progress is dropped. Default 1024.
+    /// At most this many handshakes (connections that have sent something) run at once;
+    /// beyond it the oldest handshake in progress is dropped. Default 1024.
     pub max_handshakes: usize,
+    /// At most this many accepted connections that have not sent a byte yet; when a new
+    /// connection arrives at this cap, the oldest of them is dropped. Default: four times
+    /// [`max_handshakes`](Self::max_handshakes), at least 64.
+    pub max_silent: Option<usize>,
+    /// At most this many handshakes in progress per client IP address; a connection over
+    /// it is closed at once. Default: no limit.
+    pub max_handshakes_per_source: Option<usize>,
     /// Finished connections waiting to be taken by [`TlsListener::accept`]. Default 128.
     pub backlog: usize,
 }
@@ -81,6 +117,8 @@ impl Default for ListenerOptions {
     fn default() -> Self {
         Self {
             max_handshakes: 1024,
+            max_silent: None,
+            max_handshakes_per_source: None,
             backlog: 128,
         }
     }
@@ -91,6 +129,25 @@ impl ListenerOptions {
     #[must_use]
     pub fn max_handshakes(mut self, n: usize) -> Self {
         self.max_handshakes = n.max(1);
+        self
+    }
+
+    /// Sets [`max_silent`](Self::max_silent) (at least 1).
+    #[must_use]
+    pub fn max_silent(mut self, n: usize) -> Self {
+        self.max_silent = Some(n.max(1));
+        self
+    }
+
+    fn silent_cap(&self) -> usize {
+        self.max_silent
+            .unwrap_or_else(|| self.max_handshakes.saturating_mul(4).max(64))
+    }
+
+    /// Sets [`max_handshakes_per_source`](Self::max_handshakes_per_source) (at least 1).
+    #[must_use]
+    pub fn max_handshakes_per_source(mut self, n: usize) -> Self {
+        self.max_handshakes_per_source = Some(n.max(1));
         self
     }
 }
@@ -255,30 +312,151 @@ impl<E: IdentityExtractor> TlsListener<E> {
 
 /// One handshake in progress, as the accept loop sees it.
 struct Pending {
-    /// True until the handshake ends or is evicted; whoever flips it releases the slot.
-    handshaking: Arc<AtomicBool>,
+    tracker: Arc<Tracker>,
     task: tokio::task::AbortHandle,
 }
 
-/// Releases a handshake slot exactly once: when the handshake ends, or when the task is
-/// dropped (aborted) before that.
-struct Slot {
-    handshaking: Arc<AtomicBool>,
-    in_flight: Arc<AtomicUsize>,
+/// Where a handshake is.
+const DONE: u8 = 0;
+/// Accepted, and nothing received yet.
+const SILENT: u8 = 1;
+/// The client has sent something.
+const TALKING: u8 = 2;
+
+/// Handshakes in progress per client address, for the per-source cap.
+type Sources = Mutex<HashMap<IpAddr, usize>>;
+
+/// How many connections are in each state; shared by the tasks and the accept loop.
+#[derive(Default)]
+struct Counts {
+    silent: AtomicUsize,
+    talking: AtomicUsize,
+    /// Wakes the accept loop when the talking cap is exceeded.
+    over: tokio::sync::Notify,
 }
 
-impl Slot {
-    fn release(&self) {
-        if self.handshaking.swap(false, Ordering::AcqRel) {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+impl Counts {
+    fn of(&self, state: u8) -> Option<&AtomicUsize> {
+        match state {
+            SILENT => Some(&self.silent),
+            TALKING => Some(&self.talking),
+            _ => None,
         }
     }
 }
 
+/// The state of one connection until its handshake ends, shared by its task and the
+/// accept loop. Its counts (per state, and per source) are released exactly once: by
+/// whoever moves the state to [`DONE`] — the task when the handshake ends or its future is
+/// dropped, or the accept loop when it evicts the connection.
+struct Tracker {
+    state: AtomicU8,
+    counts: Arc<Counts>,
+    source: Option<(Arc<Sources>, IpAddr)>,
+}
+
+impl Tracker {
+    fn in_progress(&self) -> bool {
+        self.state.load(Ordering::Acquire) != DONE
+    }
+
+    /// The client sent its first byte: the connection moves to the talking cap.
+    fn talking(&self, max_handshakes: usize) {
+        if self
+            .state
+            .compare_exchange(SILENT, TALKING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.counts.silent.fetch_sub(1, Ordering::AcqRel);
+            if self.counts.talking.fetch_add(1, Ordering::AcqRel) >= max_handshakes {
+                self.counts.over.notify_one();
+            }
+        }
+    }
+
+    /// Releases the counts; true if this call did.
+    fn release(&self) -> bool {
+        let was = self.state.swap(DONE, Ordering::AcqRel);
+        let Some(count) = self.counts.of(was) else {
+            return false;
+        };
+        count.fetch_sub(1, Ordering::AcqRel);
+        if let Some((sources, ip)) = &self.source {
+            let mut map = sources.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = map.get_mut(ip) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(ip);
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Releases the tracker's slot when the task's future is dropped (aborted) before the
+/// handshake ended.
+struct Slot(Arc<Tracker>);
+
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.release();
+        self.0.release();
     }
+}
+
+/// The address a per-source count is kept under: IPv4-mapped IPv6 counts as IPv4.
+fn source_of(addr: SocketAddr) -> IpAddr {
+    addr.ip().to_canonical()
+}
+
+/// Takes a per-source slot for `ip`, unless it has `max` handshakes in progress.
+fn take_source(sources: &Sources, ip: IpAddr, max: usize) -> bool {
+    let mut map = sources.lock().unwrap_or_else(|p| p.into_inner());
+    let n = map.entry(ip).or_insert(0);
+    if *n >= max {
+        return false;
+    }
+    *n += 1;
+    true
+}
+
+/// Drops the oldest connection in `state`; false when there is none.
+fn evict_oldest(pending: &mut VecDeque<Pending>, state: u8, stats: &ListenerStats) -> bool {
+    let Some(p) = pending
+        .iter()
+        .position(|p| p.tracker.state.load(Ordering::Acquire) == state)
+        .and_then(|i| pending.remove(i))
+    else {
+        return false;
+    };
+    if p.tracker.release() {
+        p.task.abort();
+        stats.handshakes_evicted.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            target: "mtls::acceptor",
+            silent = state == SILENT,
+            "connection cap reached; dropped the oldest connection in the same state"
+        );
+    }
+    true
+}
+
+/// Drops the oldest connections of each state while its cap is exceeded (`room`: also
+/// make room for one more silent connection).
+fn enforce_caps(
+    pending: &mut VecDeque<Pending>,
+    counts: &Counts,
+    options: &ListenerOptions,
+    room: bool,
+    stats: &ListenerStats,
+) {
+    let silent_cap = options.silent_cap() - usize::from(room);
+    while counts.silent.load(Ordering::Acquire) > silent_cap
+        && evict_oldest(pending, SILENT, stats)
+    {}
+    while counts.talking.load(Ordering::Acquire) > options.max_handshakes
+        && evict_oldest(pending, TALKING, stats)
+    {}
 }
 
 /// What a handshake task does once its handshake is over: serve the connection with the
@@ -309,7 +487,7 @@ fn deliver<P: Send + Sync + 'static>(
         }
         Err(e) => {
             match e {
-                HandshakeError::Timeout(_) => {
+                HandshakeError::Timeout(_) | HandshakeError::ClientHelloTimeout(_) => {
                     stats.handshakes_timed_out.fetch_add(1, Ordering::Relaxed)
                 }
                 _ => stats.handshakes_failed.fetch_add(1, Ordering::Relaxed),
@@ -332,7 +510,7 @@ struct PendingHandshakes(VecDeque<Pending>);
 impl Drop for PendingHandshakes {
     fn drop(&mut self) {
         for p in self.0.drain(..) {
-            if p.handshaking.load(Ordering::Acquire) {
+            if p.tracker.in_progress() {
                 p.task.abort();
             }
         }
@@ -346,13 +524,24 @@ async fn accept_loop<E: IdentityExtractor>(
     sink: Arc<Sink<E::Principal>>,
     stats: Arc<ListenerStats>,
 ) {
-    // Only this loop touches `pending` (oldest first); the tasks only flip their flag and
-    // the counter, so the accept path takes no lock.
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    // Only this loop touches `pending` (oldest first); the tasks only move their state
+    // and release their counts, so the accept path takes no lock (but the per-source map's,
+    // when that cap is on).
+    let counts = Arc::new(Counts::default());
+    let sources = options
+        .max_handshakes_per_source
+        .map(|max| (Arc::new(Sources::default()), max));
     let mut pending = PendingHandshakes(VecDeque::new());
     let pending = &mut pending.0;
     loop {
-        let (io, remote_addr) = match tcp.accept().await {
+        let accepted = tokio::select! {
+            accepted = tcp.accept() => accepted,
+            () = counts.over.notified() => {
+                enforce_caps(pending, &counts, &options, false, &stats);
+                continue;
+            }
+        };
+        let (io, remote_addr) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -362,32 +551,38 @@ async fn accept_loop<E: IdentityExtractor>(
             }
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let _ = io.set_nodelay(true);
-        while in_flight.load(Ordering::Acquire) >= options.max_handshakes {
-            let Some(oldest) = pending.pop_front() else {
-                break;
-            };
-            if oldest.handshaking.swap(false, Ordering::AcqRel) {
-                in_flight.fetch_sub(1, Ordering::AcqRel);
-                oldest.task.abort();
-                stats.handshakes_evicted.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    target: "mtls::acceptor",
-                    "handshake cap reached; dropped the oldest handshake in progress"
-                );
+        let source = match &sources {
+            Some((map, max)) => {
+                let ip = source_of(remote_addr);
+                if !take_source(map, ip, *max) {
+                    stats.refused_per_source.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        target: "mtls::acceptor",
+                        remote = %remote_addr,
+                        "per-source handshake cap reached; connection closed"
+                    );
+                    continue;
+                }
+                Some((map.clone(), ip))
             }
-        }
-        // Forget finished handshakes now and then, so `pending` stays proportional to the
-        // handshakes actually in progress.
-        if pending.len() > 64 && pending.len() > 2 * in_flight.load(Ordering::Acquire) {
-            pending.retain(|p| p.handshaking.load(Ordering::Acquire));
-        }
-        in_flight.fetch_add(1, Ordering::AcqRel);
-        let handshaking = Arc::new(AtomicBool::new(true));
-        let slot = Slot {
-            handshaking: handshaking.clone(),
-            in_flight: in_flight.clone(),
+            None => None,
         };
+        let _ = io.set_nodelay(true);
+        enforce_caps(pending, &counts, &options, true, &stats);
+        // Forget finished handshakes now and then, so `pending` stays proportional to the
+        // connections actually in progress.
+        let live = counts.silent.load(Ordering::Acquire) + counts.talking.load(Ordering::Acquire);
+        if pending.len() > 64 && pending.len() > 2 * live {
+            pending.retain(|p| p.tracker.in_progress());
+        }
+        counts.silent.fetch_add(1, Ordering::AcqRel);
+        let tracker = Arc::new(Tracker {
+            state: AtomicU8::new(SILENT),
+            counts: counts.clone(),
+            source,
+        });
+        let max_handshakes = options.max_handshakes;
+        let slot = Slot(tracker.clone());
         let acceptor = acceptor.clone();
         let sink = sink.clone();
         let stats2 = stats.clone();
@@ -397,8 +592,25 @@ async fn accept_loop<E: IdentityExtractor>(
             // connection's whole life, not the handshake's 1.3 KiB beside the
             // connection (this matters under a handler, whose connections live here).
             let next = {
-                let result = Box::pin(acceptor.accept_from(io, Some(remote_addr))).await;
-                slot.release();
+                // Nothing is read here: the peek leaves the bytes for the handshake.
+                let mut first = [0u8; 1];
+                let hello = acceptor.client_hello_timeout().min(acceptor.timeout());
+                let result = match tokio::time::timeout(hello, io.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        slot.0.talking(max_handshakes);
+                        Box::pin(acceptor.accept_from(io, Some(remote_addr))).await
+                    }
+                    Ok(Ok(_)) => Err(HandshakeError::Tls {
+                        source: io::ErrorKind::UnexpectedEof.into(),
+                        rejection: None,
+                    }),
+                    Ok(Err(source)) => Err(HandshakeError::Tls {
+                        source,
+                        rejection: None,
+                    }),
+                    Err(_) => Err(HandshakeError::ClientHelloTimeout(hello)),
+                };
+                slot.0.release();
                 drop(acceptor);
                 deliver(result, remote_addr, &sink, &stats2)
             };
@@ -409,7 +621,7 @@ async fn accept_loop<E: IdentityExtractor>(
         };
         let task = tokio::spawn(fut);
         pending.push_back(Pending {
-            handshaking,
+            tracker,
             task: task.abort_handle(),
         });
     }

@@ -38,6 +38,7 @@ pub struct ServerBuilder {
     spec: Spec,
     client_auth: ClientAuth,
     handshake_timeout: Duration,
+    client_hello_timeout: Duration,
 }
 
 impl Default for ServerBuilder {
@@ -46,6 +47,7 @@ impl Default for ServerBuilder {
             spec: Spec::default(),
             client_auth: ClientAuth::Required,
             handshake_timeout: Duration::from_secs(10),
+            client_hello_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -74,6 +76,15 @@ impl ServerBuilder {
     /// Handshake timeout used by [`Server::acceptor`]. Default 10 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take to send its whole ClientHello (and, under a
+    /// [`TlsListener`](crate::TlsListener), its first byte), within the handshake timeout.
+    /// Connections that send nothing are also the first to go when the listener's
+    /// handshake cap is reached. Default 5 s.
+    pub fn client_hello_timeout(mut self, timeout: Duration) -> Self {
+        self.client_hello_timeout = timeout;
         self
     }
 
@@ -116,6 +127,7 @@ impl ServerBuilder {
             config,
             handle: ReloadHandle::new(reloader),
             handshake_timeout: self.handshake_timeout,
+            client_hello_timeout: self.client_hello_timeout,
         })
     }
 }
@@ -134,6 +146,7 @@ pub struct Server {
     config: Arc<ServerConfig>,
     handle: ReloadHandle,
     handshake_timeout: Duration,
+    client_hello_timeout: Duration,
 }
 
 impl Server {
@@ -184,6 +197,7 @@ impl Server {
             self.current.clone(),
             Arc::new(extractor),
             self.handshake_timeout,
+            self.client_hello_timeout,
         )
     }
 }
