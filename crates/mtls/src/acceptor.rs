@@ -191,7 +191,9 @@ impl<E: IdentityExtractor> Acceptor<E> {
             let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
             let start = match tokio::time::timeout_at(hello_deadline, hello).await {
                 Err(_) if hello_deadline < deadline => {
-                    return Err(HandshakeError::ClientHelloTimeout(self.client_hello_timeout));
+                    return Err(HandshakeError::ClientHelloTimeout(
+                        self.client_hello_timeout,
+                    ));
                 }
                 Err(_) => return Err(HandshakeError::Timeout(self.timeout)),
                 Ok(Err(source)) => {

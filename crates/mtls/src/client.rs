@@ -19,6 +19,7 @@
 //! some HTTP connectors (hyper-rustls) insist on setting it themselves.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::ClientConfig;
@@ -35,11 +36,25 @@ use crate::spec::{Spec, shared_setters};
 
 /// Builds a [`Client`]. Start from [`Client::builder`].
 #[must_use]
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientBuilder {
     spec: Spec,
     server_name: Option<String>,
+    connect_timeout: Duration,
 }
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            spec: Spec::default(),
+            server_name: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+}
+
+/// The default of [`ClientBuilder::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ClientBuilder {
     shared_setters!(own = "client", peer = "server");
@@ -55,6 +70,16 @@ impl ClientBuilder {
     /// Default: the host part of the address connected to.
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.server_name = Some(name.into());
+        self
+    }
+
+    /// How long [`Client::connect`] may take for the TCP connection and the TLS handshake
+    /// together, and [`Client::handshake`] for the handshake: a server that accepts TCP and
+    /// then says nothing must not hang the caller. Default [`DEFAULT_CONNECT_TIMEOUT`]
+    /// (10 s). A timeout is an `io::Error` of kind `TimedOut` whose source is a
+    /// [`ConnectTimeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -88,6 +113,7 @@ impl ClientBuilder {
             config,
             handle: ReloadHandle::new(reloader),
             server_name,
+            connect_timeout: self.connect_timeout,
         })
     }
 }
@@ -105,7 +131,30 @@ pub struct Client {
     config: Arc<ClientConfig>,
     handle: ReloadHandle,
     server_name: Option<ServerName<'static>>,
+    connect_timeout: Duration,
 }
+
+/// [`Client::connect`] or [`Client::handshake`] did not finish within the
+/// [connect timeout](ClientBuilder::connect_timeout); the source of the `io::Error` (of
+/// kind `TimedOut`) they return then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectTimeout {
+    /// The timeout that passed.
+    pub after: Duration,
+}
+
+impl std::fmt::Display for ConnectTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the server did not complete the TLS handshake within {:?}; check that it \
+             speaks TLS on this port, or raise ClientBuilder::connect_timeout",
+            self.after
+        )
+    }
+}
+
+impl std::error::Error for ConnectTimeout {}
 
 impl Client {
     /// Starts a builder.
@@ -169,14 +218,34 @@ impl Client {
         addr: impl ToSocketAddrs,
         name: ServerName<'static>,
     ) -> std::io::Result<TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        self.handshake(tcp, name).await
+        self.within_timeout(async {
+            let tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            self.handshake_inner(tcp, name, None).await
+        })
+        .await
+    }
+
+    async fn within_timeout<T>(
+        &self,
+        f: impl Future<Output = std::io::Result<T>>,
+    ) -> std::io::Result<T> {
+        tokio::time::timeout(self.connect_timeout, f)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    ConnectTimeout {
+                        after: self.connect_timeout,
+                    },
+                ))
+            })
     }
 
     /// Runs the client handshake over `io` with the material in force, and checks the
     /// server again against the material in force when the handshake ends, in case a
-    /// reload happened meanwhile.
+    /// reload happened meanwhile. Bounded by the
+    /// [connect timeout](ClientBuilder::connect_timeout).
     ///
     /// # Errors
     /// As [`connect`](Self::connect).
@@ -197,6 +266,19 @@ impl Client {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub async fn handshake_with_alpn<IO>(
+        &self,
+        io: IO,
+        name: ServerName<'static>,
+        alpn: Option<&[Vec<u8>]>,
+    ) -> std::io::Result<TlsStream<IO>>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        self.within_timeout(self.handshake_inner(io, name, alpn))
+            .await
+    }
+
+    async fn handshake_inner<IO>(
         &self,
         io: IO,
         name: ServerName<'static>,

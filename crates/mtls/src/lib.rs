@@ -118,7 +118,7 @@ pub mod verify;
 pub mod watch;
 
 pub use acceptor::{Acceptor, HandshakeError};
-pub use client::{Client, ClientBuilder};
+pub use client::{Client, ClientBuilder, ConnectTimeout};
 pub use connection::ConnectionInfo;
 pub use error::{Error, Result, Role};
 pub use identity::{

@@ -34,14 +34,14 @@
 //! stays in the task that ran its handshake, with no second task and no queue between
 //! the handshake and the application (mtls-hyper's server works this way).
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -451,9 +451,9 @@ fn enforce_caps(
     stats: &ListenerStats,
 ) {
     let silent_cap = options.silent_cap() - usize::from(room);
-    while counts.silent.load(Ordering::Acquire) > silent_cap
-        && evict_oldest(pending, SILENT, stats)
-    {}
+    while counts.silent.load(Ordering::Acquire) > silent_cap && evict_oldest(pending, SILENT, stats)
+    {
+    }
     while counts.talking.load(Ordering::Acquire) > options.max_handshakes
         && evict_oldest(pending, TALKING, stats)
     {}

@@ -171,7 +171,9 @@ async fn silent_and_stalled_connections_are_closed_at_the_client_hello_deadline(
     // them) and stops.
     let mut stalled = TcpStream::connect(srv.addr).await.unwrap();
     stalled
-        .write_all(&[0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03])
+        .write_all(&[
+            0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
+        ])
         .await
         .unwrap();
 
@@ -187,7 +189,10 @@ async fn silent_and_stalled_connections_are_closed_at_the_client_hello_deadline(
     assert_eq!(srv.stats.handshakes_timed_out(), 2);
 
     // A client that does send its ClientHello in time is served as usual.
-    let mut tls = client(&pki).connect_to(srv.addr, localhost()).await.unwrap();
+    let mut tls = client(&pki)
+        .connect_to(srv.addr, localhost())
+        .await
+        .unwrap();
     let mut line = String::new();
     tls.read_to_string(&mut line).await.unwrap();
     assert_eq!(line, "hello\n");
@@ -239,5 +244,42 @@ async fn the_per_source_cap_closes_what_one_address_opens_beyond_it() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(served, "the address stayed capped after its handshakes ended");
+    assert!(
+        served,
+        "the address stayed capped after its handshakes ended"
+    );
+}
+
+#[tokio::test]
+async fn connect_times_out_on_a_server_that_accepts_tcp_and_says_nothing() {
+    let pki = TestPki::new();
+    let mute = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = mute.local_addr().unwrap();
+    // Accepts and holds every connection, never writing a byte.
+    let _holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = mute.accept().await {
+            held.push(s);
+        }
+    });
+    let (_, f) = pki.client("patient");
+    let client = Client::builder()
+        .identity(f.cert, f.key)
+        .ca(pki.ca_file())
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(5), client.connect_to(addr, localhost()))
+        .await
+        .expect("Client::connect hung past its timeout")
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    let timeout = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<mtls::ConnectTimeout>())
+        .expect("the source is a ConnectTimeout");
+    assert_eq!(timeout.after, Duration::from_millis(300));
+    assert!(err.to_string().contains("connect_timeout"), "{err}");
 }
