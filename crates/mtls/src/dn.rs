@@ -11,6 +11,20 @@ pub(crate) struct Name {
     pub(crate) common_name: Option<String>,
     pub(crate) organizations: Vec<String>,
     pub(crate) org_units: Vec<String>,
+    /// What a policy cannot read with certainty: several CNs, or a CN, O or OU value
+    /// that is not a character string (so absent from the fields above).
+    pub(crate) ambiguous: Ambiguous,
+}
+
+/// Subject attributes that are present but cannot be read with certainty; a deny rule on
+/// them fails closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Ambiguous {
+    /// CN attributes, readable or not.
+    pub(crate) cn_count: usize,
+    pub(crate) unreadable_cn: bool,
+    pub(crate) unreadable_o: bool,
+    pub(crate) unreadable_ou: bool,
 }
 
 const OID_CN: &str = "2.5.4.3";
@@ -64,6 +78,7 @@ impl Name {
             common_name: None,
             organizations: Vec::new(),
             org_units: Vec::new(),
+            ambiguous: Ambiguous::default(),
         };
         // RFC 4514: the last RDN of the sequence comes first. Inside a multi-valued RDN,
         // OpenSSL also prints the attributes in reverse encoded order; do the same.
@@ -94,13 +109,17 @@ impl Name {
                         push_hex_der(attr.attr_value(), &mut out.rfc4514);
                     }
                 }
-                if let Some(t) = text {
-                    match oid.as_str() {
-                        OID_CN if out.common_name.is_none() => out.common_name = Some(t),
-                        OID_O => out.organizations.push(t),
-                        OID_OU => out.org_units.push(t),
-                        _ => {}
-                    }
+                if oid == OID_CN {
+                    out.ambiguous.cn_count += 1;
+                }
+                match (oid.as_str(), text) {
+                    (OID_CN, Some(t)) if out.common_name.is_none() => out.common_name = Some(t),
+                    (OID_O, Some(t)) => out.organizations.push(t),
+                    (OID_OU, Some(t)) => out.org_units.push(t),
+                    (OID_CN, None) => out.ambiguous.unreadable_cn = true,
+                    (OID_O, None) => out.ambiguous.unreadable_o = true,
+                    (OID_OU, None) => out.ambiguous.unreadable_ou = true,
+                    _ => {}
                 }
             }
         }

@@ -354,3 +354,38 @@ fn policy_strings_round_trip_and_bad_ones_explain_themselves() {
         assert!(e.contains(says), "{bad}: {e}");
     }
 }
+
+/// Deny rules fail closed over a real handshake: a certificate with two `spiffe://evil…`
+/// URI SANs has no readable SPIFFE ID, so `not(spiffe:evil.example)` cannot clear it, and
+/// an IPv4-mapped IPv6 SAN is inside the IPv4 network a deny rule names.
+#[tokio::test]
+async fn deny_rules_fail_closed_at_the_handshake() {
+    fn two_evil(pki: &TestPki) -> LeafBuilder<'_> {
+        pki.intermediate
+            .leaf("mallory")
+            .uri("spiffe://evil.example/a")
+            .uri("spiffe://evil.example/b")
+    }
+    fn good(pki: &TestPki) -> LeafBuilder<'_> {
+        pki.intermediate
+            .leaf("alice")
+            .uri("spiffe://good.example/a")
+    }
+    fn mapped(pki: &TestPki) -> LeafBuilder<'_> {
+        pki.intermediate
+            .leaf("mapped")
+            .ip("::ffff:10.1.2.3".parse().unwrap())
+    }
+    fn outside(pki: &TestPki) -> LeafBuilder<'_> {
+        pki.intermediate
+            .leaf("outside")
+            .ip("192.0.2.7".parse().unwrap())
+    }
+    let pki = TestPki::new();
+    let deny_evil = p("all(any, not(spiffe:evil.example))");
+    assert!(!admitted(&pki, &deny_evil, two_evil).await);
+    assert!(admitted(&pki, &deny_evil, good).await);
+    let deny_ten = p("all(any, not(ip:10.0.0.0/8))");
+    assert!(!admitted(&pki, &deny_ten, mapped).await);
+    assert!(admitted(&pki, &deny_ten, outside).await);
+}

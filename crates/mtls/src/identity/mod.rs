@@ -96,6 +96,7 @@ pub struct PeerIdentity {
     common_name: Option<String>,
     organizations: Vec<String>,
     org_units: Vec<String>,
+    subject_ambiguous: crate::dn::Ambiguous,
     dns_names: Vec<String>,
     ip_addresses: Vec<IpAddr>,
     uris: Vec<String>,
@@ -240,6 +241,7 @@ impl PeerIdentity {
             common_name: subject.common_name,
             organizations: subject.organizations,
             org_units: subject.org_units,
+            subject_ambiguous: subject.ambiguous,
             subject: subject.rfc4514,
             issuer: issuer.rfc4514,
             dns_names: sans.dns,
@@ -285,6 +287,11 @@ impl PeerIdentity {
     /// `None` if the subject has no CN that is a character string.
     pub fn common_name(&self) -> Option<&str> {
         self.common_name.as_deref()
+    }
+
+    /// What the subject holds that a policy cannot read with certainty.
+    pub(crate) fn subject_ambiguity(&self) -> crate::dn::Ambiguous {
+        self.subject_ambiguous
     }
 
     /// All organization (`O`) values, in [`subject`](Self::subject) order.

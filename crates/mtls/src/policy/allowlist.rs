@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use super::{Node, Policy, PolicyError};
-use crate::identity::{PeerIdentity, SpiffeId};
+use crate::identity::{PeerIdentity, SpiffeId, SpiffeIdError};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Kind {
@@ -151,39 +151,51 @@ impl Allowlist {
         Policy::from_node(Node::Allow(Box::new(self)))
     }
 
-    pub(super) fn check(&self, peer: &PeerIdentity) -> Result<(), String> {
+    /// Whether the peer matches; a [`Miss`] says why not, and whether it *cannot tell*
+    /// (the field is present but unreadable or ambiguous), which a `not(…)` must not turn
+    /// into a pass.
+    pub(super) fn check(&self, peer: &PeerIdentity) -> Result<(), Miss> {
+        let subject = peer.subject_ambiguity();
         match self.kind {
-            Kind::Cn => match peer.common_name() {
-                Some(cn) if self.exact.contains(cn) => Ok(()),
-                Some(cn) => Err(format!("common name {cn:?} not in allowlist")),
-                None => Err("the certificate subject has no common name".to_owned()),
-            },
+            Kind::Cn => {
+                if subject.cn_count > 1 {
+                    return Err(Miss::unknown(format!(
+                        "the subject has {} common names, so a rule on the CN cannot tell \
+                         which one counts",
+                        subject.cn_count
+                    )));
+                }
+                match peer.common_name() {
+                    Some(cn) if self.exact.contains(cn) => Ok(()),
+                    Some(cn) => Err(Miss::no(format!("common name {cn:?} not in allowlist"))),
+                    None if subject.unreadable_cn => Err(Miss::unknown(
+                        "the subject's common name is not a character string".to_owned(),
+                    )),
+                    None => Err(Miss::no(
+                        "the certificate subject has no common name".to_owned(),
+                    )),
+                }
+            }
             Kind::Dns => {
                 if peer.dns_names().iter().any(|n| self.dns_matches(n)) {
                     Ok(())
                 } else {
-                    Err(none_matched("DNS SAN", peer.dns_names()))
+                    Err(Miss::no(none_matched("DNS SAN", peer.dns_names())))
                 }
             }
             Kind::Ip => {
                 let ips = peer.ip_addresses();
-                if ips.iter().any(|ip| {
-                    self.ips.contains(ip)
-                        || self
-                            .nets
-                            .iter()
-                            .any(|&(net, len)| in_network(*ip, net, len))
-                }) {
+                if ips.iter().any(|ip| self.ip_matches(*ip)) {
                     Ok(())
                 } else {
-                    Err(none_matched("IP SAN", ips))
+                    Err(Miss::no(none_matched("IP SAN", ips)))
                 }
             }
             Kind::Uri => {
                 if peer.uris().iter().any(|u| self.exact.contains(u.as_str())) {
                     Ok(())
                 } else {
-                    Err(none_matched("URI SAN", peer.uris()))
+                    Err(Miss::no(none_matched("URI SAN", peer.uris())))
                 }
             }
             Kind::Email => {
@@ -194,50 +206,38 @@ impl Allowlist {
                 {
                     Ok(())
                 } else {
-                    Err(none_matched("e-mail SAN", peer.emails()))
+                    Err(Miss::no(none_matched("e-mail SAN", peer.emails())))
                 }
             }
             Kind::Spiffe => {
-                let id = peer.require_spiffe_id().map_err(|e| e.to_string())?;
+                let id = spiffe_id(peer)?;
                 if self.exact.contains(id.as_str()) || self.exact.contains(id.trust_domain()) {
                     Ok(())
                 } else {
-                    Err(format!("SPIFFE ID {:?} not allowed", id.as_str()))
+                    Err(Miss::no(format!("SPIFFE ID {:?} not allowed", id.as_str())))
                 }
             }
             Kind::SpiffePrefix => {
-                let id = peer.require_spiffe_id().map_err(|e| e.to_string())?;
+                let id = spiffe_id(peer)?;
                 if self.prefixes.iter().any(|p| id.is_under(p)) {
                     Ok(())
                 } else {
-                    Err(format!(
+                    Err(Miss::no(format!(
                         "SPIFFE ID {:?} is not under an allowed prefix",
                         id.as_str()
-                    ))
+                    )))
                 }
             }
-            Kind::O => {
-                if peer
-                    .organizations()
-                    .iter()
-                    .any(|o| self.exact.contains(o.as_str()))
-                {
-                    Ok(())
-                } else {
-                    Err(none_matched("organization (O)", peer.organizations()))
-                }
-            }
-            Kind::Ou => {
-                if peer
-                    .org_units()
-                    .iter()
-                    .any(|o| self.exact.contains(o.as_str()))
-                {
-                    Ok(())
-                } else {
-                    Err(none_matched("organizational unit (OU)", peer.org_units()))
-                }
-            }
+            Kind::O => self.check_values(
+                peer.organizations(),
+                subject.unreadable_o,
+                "organization (O)",
+            ),
+            Kind::Ou => self.check_values(
+                peer.org_units(),
+                subject.unreadable_ou,
+                "organizational unit (OU)",
+            ),
             Kind::Issuer => {
                 let issuer = peer.issuer();
                 let found = self.exact.contains(issuer)
@@ -245,30 +245,60 @@ impl Allowlist {
                 if found {
                     Ok(())
                 } else {
-                    Err(format!("issuer {issuer:?} not in allowlist"))
+                    Err(Miss::no(format!("issuer {issuer:?} not in allowlist")))
                 }
             }
             Kind::Sha256 => {
                 if self.pins.contains(peer.fingerprint_sha256_bytes()) {
                     Ok(())
                 } else {
-                    Err(format!(
+                    Err(Miss::no(format!(
                         "certificate SHA-256 fingerprint {} is not pinned",
                         peer.fingerprint_sha256()
-                    ))
+                    )))
                 }
             }
             Kind::SpkiSha256 => {
                 if self.pins.contains(peer.spki_sha256_bytes()) {
                     Ok(())
                 } else {
-                    Err(format!(
+                    Err(Miss::no(format!(
                         "public key (SPKI) SHA-256 {} is not pinned",
                         peer.spki_sha256()
-                    ))
+                    )))
                 }
             }
         }
+    }
+
+    /// O / OU: any value in the allowlist matches; otherwise an unreadable value means we
+    /// cannot tell.
+    fn check_values(&self, values: &[String], unreadable: bool, what: &str) -> Result<(), Miss> {
+        if values.iter().any(|v| self.exact.contains(v.as_str())) {
+            Ok(())
+        } else if unreadable {
+            Err(Miss::unknown(format!(
+                "the subject has an {what} value that is not a character string"
+            )))
+        } else {
+            Err(Miss::no(none_matched(what, values)))
+        }
+    }
+
+    /// An IP SAN matches as written and as its IPv4 / IPv4-mapped IPv6 twin, so
+    /// `::ffff:10.1.2.3` is inside `ip:10.0.0.0/8` and `10.1.2.3` inside
+    /// `ip:::ffff:10.0.0.0/104` (the allowlist's exact addresses are kept canonical).
+    fn ip_matches(&self, ip: IpAddr) -> bool {
+        let canonical = ip.to_canonical();
+        let mapped = match canonical {
+            IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+            IpAddr::V6(_) => None,
+        };
+        self.ips.contains(&canonical)
+            || [Some(ip), Some(canonical), mapped]
+                .into_iter()
+                .flatten()
+                .any(|ip| self.nets.iter().any(|&(net, len)| in_network(ip, net, len)))
     }
 
     pub(super) fn dns_matches(&self, name: &str) -> bool {
@@ -290,6 +320,39 @@ impl Allowlist {
             None => false,
         }
     }
+}
+
+/// Why a peer did not match a rule.
+#[derive(Debug)]
+pub(super) struct Miss {
+    pub(super) reason: String,
+    /// The field is present but unreadable or ambiguous: the rule cannot tell.
+    pub(super) unknown: bool,
+}
+
+impl Miss {
+    pub(super) fn no(reason: String) -> Self {
+        Self {
+            reason,
+            unknown: false,
+        }
+    }
+
+    pub(super) fn unknown(reason: String) -> Self {
+        Self {
+            reason,
+            unknown: true,
+        }
+    }
+}
+
+/// The SPIFFE ID for the SPIFFE rules: none in the certificate is a plain miss; several,
+/// or an invalid one, is "cannot tell".
+fn spiffe_id(peer: &PeerIdentity) -> Result<&SpiffeId, Miss> {
+    peer.require_spiffe_id().map_err(|e| match e {
+        SpiffeIdError::NotInCertificate => Miss::no(e.to_string()),
+        other => Miss::unknown(other.to_string()),
+    })
 }
 
 pub(super) fn none_matched<T: fmt::Debug>(what: &str, have: &[T]) -> String {

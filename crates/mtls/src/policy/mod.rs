@@ -57,8 +57,34 @@
 //! DNS notes: a wildcard pattern `*.example.org` matches `a.example.org` but neither
 //! `a.b.example.org` nor `example.org`. Certificate SANs are taken literally: a certificate
 //! SAN `*.svc.local` matches only the allowlist entry `*.svc.local`. The SPIFFE rules need a
-//! valid SPIFFE ID in the certificate (see [`PeerIdentity`]'s extraction rule). IPv4-mapped
-//! IPv6 addresses are not folded into IPv4.
+//! valid SPIFFE ID in the certificate (see [`PeerIdentity`]'s extraction rule). An
+//! IPv4-mapped IPv6 address (`::ffff:10.1.2.3`) matches the IPv4 rules (`ip:10.0.0.0/8`),
+//! and an IPv4 address the IPv4-mapped ones.
+//!
+//! # Deny rules fail closed
+//!
+//! Each rule answers *match*, *no match* or *cannot tell*; the last when a field it reads
+//! is present but cannot be read with certainty: several `spiffe://` URI SANs or an
+//! invalid one (SPIFFE rules), several common names or one that is not a character string
+//! (`cn:`), an O or OU value that is not a character string (`o:`, `ou:`, when no readable
+//! value matched). `not(P)` turns *match* into *no match* and back, but keeps *cannot
+//! tell*; `any(…)` passes on the first *match*, `all(…)` fails on the first *no match*.
+//! A policy passes only on *match*. So `all(any, not(spiffe:spiffe://evil.example/x))`
+//! refuses a certificate with two `spiffe://evil.example/…` URI SANs, which an evaluation
+//! that read "no SPIFFE ID" as "not evil" would have admitted. Custom rules answer *match*
+//! or *no match*.
+//!
+//! # Name constraints and what they do not cover
+//!
+//! A CA's name constraints limit the names its sub-CAs may certify, but rustls' WebPki
+//! verifier applies them per name form: DNS constraints to DNS SANs, IP constraints to IP
+//! SANs; it refuses every certificate below a directoryName or URI constraint (it does
+//! not implement those), and checks nothing against the subject's CN. So a sub-CA
+//! limited to `permitted;DNS:team-a.example` can still mint a certificate with
+//! `CN=admin` or the URI SAN `spiffe://prod.example/admin`, which `cn:admin` or
+//! `spiffe:prod.example` would admit. When a `cn:` or
+//! `spiffe:` rule must only admit certificates of one issuing CA, pin the issuer too:
+//! `all(issuer:"CN=Team A CA,O=Example", cn:admin)`.
 //!
 //! Rules of the same kind given together (several values to one constructor, or several
 //! atoms of one kind directly inside `any(…)`) are merged into a single hash-set lookup, so
@@ -102,6 +128,8 @@ use crate::identity::{PeerIdentity, SpiffeId};
 use crate::spiffe::{looks_like_spiffe, validate_trust_domain};
 
 mod allowlist;
+#[cfg(test)]
+mod fail_closed_tests;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -238,6 +266,14 @@ pub enum PolicyError {
 
 // === Policy ===
 
+/// The outcome of a rule: it matches, it does not, or it cannot tell (a field the rule
+/// reads is present but unreadable or ambiguous).
+enum Verdict {
+    Match,
+    NoMatch(Denied),
+    Unknown(Denied),
+}
+
 /// An authorization policy: a cheap-to-clone (`Arc`) rule tree.
 ///
 /// See the [module docs](self) for the rules, the string grammar and an example.
@@ -333,7 +369,7 @@ impl Policy {
         let mut list = Allowlist::new(Kind::Ip);
         for addr in addrs {
             if list.show(addr.to_string()) {
-                list.ips.insert(addr);
+                list.ips.insert(addr.to_canonical());
             }
         }
         list.into_policy()
@@ -656,17 +692,41 @@ impl Policy {
     ///
     /// [`Denied`] naming the failing rule (in string form) and the reason.
     pub fn authorize(&self, peer: &PeerIdentity) -> Result<(), Denied> {
+        match self.evaluate(peer) {
+            Verdict::Match => Ok(()),
+            Verdict::NoMatch(d) | Verdict::Unknown(d) => Err(d),
+        }
+    }
+
+    /// The three-way evaluation behind [`authorize`](Self::authorize): a rule on a field
+    /// that is present but unreadable or ambiguous *cannot tell*, and stays so through
+    /// `not(…)`, so a deny rule fails closed. `any` passes when a child passes (else it
+    /// cannot tell when a child cannot), `all` fails when a child fails.
+    fn evaluate(&self, peer: &PeerIdentity) -> Verdict {
         match &*self.node {
-            Node::AnyVerified => Ok(()),
-            Node::Allow(list) => list
-                .check(peer)
-                .map_err(|reason| Denied::new(self.to_string(), reason)),
+            Node::AnyVerified => Verdict::Match,
+            Node::Allow(list) => match list.check(peer) {
+                Ok(()) => Verdict::Match,
+                Err(miss) => {
+                    let denied = Denied::new(self.to_string(), miss.reason);
+                    if miss.unknown {
+                        Verdict::Unknown(denied)
+                    } else {
+                        Verdict::NoMatch(denied)
+                    }
+                }
+            },
             Node::AnyOf(children) => {
                 let mut reasons = Vec::with_capacity(children.len());
+                let mut unknown = false;
                 for c in children {
-                    match c.authorize(peer) {
-                        Ok(()) => return Ok(()),
-                        Err(d) => reasons.push(format!("`{}`: {}", d.rule, d.reason)),
+                    match c.evaluate(peer) {
+                        Verdict::Match => return Verdict::Match,
+                        Verdict::NoMatch(d) => reasons.push(format!("`{}`: {}", d.rule, d.reason)),
+                        Verdict::Unknown(d) => {
+                            unknown = true;
+                            reasons.push(format!("`{}`: cannot tell: {}", d.rule, d.reason));
+                        }
                     }
                 }
                 let reason = if reasons.is_empty() {
@@ -674,30 +734,56 @@ impl Policy {
                 } else {
                     format!("no alternative passed ({})", reasons.join("; "))
                 };
-                Err(Denied::new(self.to_string(), reason))
+                let denied = Denied::new(self.to_string(), reason);
+                if unknown {
+                    Verdict::Unknown(denied)
+                } else {
+                    Verdict::NoMatch(denied)
+                }
             }
             Node::AllOf(children) => {
                 if children.is_empty() {
-                    return Err(Denied::new(
+                    return Verdict::NoMatch(Denied::new(
                         self.to_string(),
                         "an empty all() denies every peer",
                     ));
                 }
-                children.iter().try_for_each(|c| c.authorize(peer))
+                let mut first_unknown = None;
+                for c in children {
+                    match c.evaluate(peer) {
+                        Verdict::Match => {}
+                        no @ Verdict::NoMatch(_) => return no,
+                        unknown @ Verdict::Unknown(_) => {
+                            first_unknown.get_or_insert(unknown);
+                        }
+                    }
+                }
+                first_unknown.unwrap_or(Verdict::Match)
             }
-            Node::Not(inner) => match inner.authorize(peer) {
-                Ok(()) => Err(Denied::new(
+            Node::Not(inner) => match inner.evaluate(peer) {
+                Verdict::Match => Verdict::NoMatch(Denied::new(
                     self.to_string(),
                     format!("the peer matches `{inner}`"),
                 )),
-                Err(_) => Ok(()),
+                Verdict::NoMatch(_) => Verdict::Match,
+                Verdict::Unknown(d) => Verdict::Unknown(Denied::new(
+                    self.to_string(),
+                    format!(
+                        "cannot tell whether the peer matches `{inner}` ({}), so the deny \
+                         rule fails closed",
+                        d.reason
+                    ),
+                )),
             },
-            Node::Custom { name, inner } => inner.authorize(peer).map_err(|mut d| {
-                if d.rule.is_empty() {
-                    d.rule = format!("custom:{name}");
+            Node::Custom { name, inner } => match inner.authorize(peer) {
+                Ok(()) => Verdict::Match,
+                Err(mut d) => {
+                    if d.rule.is_empty() {
+                        d.rule = format!("custom:{name}");
+                    }
+                    Verdict::NoMatch(d)
                 }
-                d
-            }),
+            },
         }
     }
 

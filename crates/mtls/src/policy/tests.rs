@@ -11,14 +11,16 @@ const OID_OU_ARCS: [u64; 4] = [2, 5, 4, 11];
 
 /// What a test certificate should contain.
 #[derive(Default)]
-struct Spec<'a> {
-    cn: Option<&'a str>,
-    o: Option<&'a str>,
-    ous: &'a [&'a str],
-    dns: &'a [&'a str],
-    ips: &'a [&'a str],
-    uris: &'a [&'a str],
-    emails: &'a [&'a str],
+pub(super) struct Spec<'a> {
+    pub(super) cn: Option<&'a str>,
+    /// A second CN, encoded before `cn` (so `cn` stays the most specific one).
+    pub(super) cn2: Option<&'a str>,
+    pub(super) o: Option<&'a str>,
+    pub(super) ous: &'a [&'a str],
+    pub(super) dns: &'a [&'a str],
+    pub(super) ips: &'a [&'a str],
+    pub(super) uris: &'a [&'a str],
+    pub(super) emails: &'a [&'a str],
 }
 
 fn ia5(s: &str) -> rcgen::string::Ia5String {
@@ -43,6 +45,10 @@ fn der_with_key(spec: &Spec<'_>, key: &KeyPair) -> CertificateDer<'static> {
         };
         p.distinguished_name.push(ty, *ou);
     }
+    if let Some(cn) = spec.cn2 {
+        p.distinguished_name
+            .push(DnType::CustomDnType(vec![2, 5, 4, 3]), cn);
+    }
     if let Some(cn) = spec.cn {
         p.distinguished_name.push(DnType::CommonName, cn);
     }
@@ -61,12 +67,12 @@ fn der_with_key(spec: &Spec<'_>, key: &KeyPair) -> CertificateDer<'static> {
     p.self_signed(key).expect("cert").der().clone()
 }
 
-fn peer(spec: Spec<'_>) -> PeerIdentity {
+pub(super) fn peer(spec: Spec<'_>) -> PeerIdentity {
     let key = KeyPair::generate().expect("key");
     PeerIdentity::from_chain(&[der_with_key(&spec, &key)]).expect("parses")
 }
 
-fn parse(s: &str) -> Policy {
+pub(super) fn parse(s: &str) -> Policy {
     match s.parse() {
         Ok(p) => p,
         Err(e) => panic!("{s:?} should parse: {e}"),
@@ -81,14 +87,14 @@ fn parse_err(s: &str) -> String {
 }
 
 #[track_caller]
-fn passes(p: &Policy, peer: &PeerIdentity) {
+pub(super) fn passes(p: &Policy, peer: &PeerIdentity) {
     if let Err(d) = p.authorize(peer) {
         panic!("{p} should pass {}: {d}", peer.subject());
     }
 }
 
 #[track_caller]
-fn denied(p: &Policy, peer: &PeerIdentity) -> Denied {
+pub(super) fn denied(p: &Policy, peer: &PeerIdentity) -> Denied {
     match p.authorize(peer) {
         Ok(()) => panic!("{p} should deny {peer:?}"),
         Err(d) => d,
@@ -205,7 +211,13 @@ fn ip_addresses_and_networks() {
     let net = parse("ip:10.0.0.0/8");
     passes(&net, &cert(&["10.200.0.1"]));
     denied(&net, &cert(&["11.0.0.1"]));
-    denied(&net, &cert(&["::ffff:10.0.0.1"]));
+    // An IPv4-mapped IPv6 SAN is the IPv4 address, for allow and deny rules alike.
+    passes(&net, &cert(&["::ffff:10.0.0.1"]));
+    denied(&parse("not(ip:10.0.0.0/8)"), &cert(&["::ffff:10.1.2.3"]));
+    passes(&parse("ip:10.1.2.3"), &cert(&["::ffff:10.1.2.3"]));
+    passes(&parse("ip:::ffff:10.1.2.3"), &cert(&["10.1.2.3"]));
+    passes(&parse("ip:::ffff:10.0.0.0/104"), &cert(&["10.1.2.3"]));
+    denied(&parse("ip:::ffff:10.0.0.0/104"), &cert(&["11.1.2.3"]));
     let net6 = parse("ip:2001:db8::/32");
     passes(&net6, &cert(&["2001:db8:1::7"]));
     denied(&net6, &cert(&["2001:db9::1"]));
