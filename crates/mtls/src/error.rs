@@ -340,6 +340,75 @@ pub enum Error {
         reason: String,
     },
 
+    /// A CRL's issuer is none of the configured CAs (nor a CA in this side's own chain), so
+    /// it revokes nothing this side verifies.
+    #[error(
+        "the CRL in {} is issued by \"{issuer}\", which is not a configured CA ({}) nor a CA \
+         in this side's own certificate chain, so it would revoke nothing (and with unknown \
+         revocation status allowed, revocation would silently be off). Configure the CRL \
+         of the CA that issues the peers' certificates, or add that CA (for an \
+         intermediate: its certificate) with `.ca(path)`",
+        path.display(), known_cas.join("; ")
+    )]
+    CrlIssuerUnknown {
+        /// The CRL file.
+        path: PathBuf,
+        /// The CRL's issuer.
+        issuer: String,
+        /// The subjects of the configured CAs.
+        known_cas: Vec<String>,
+    },
+
+    /// A reloaded CRL is older than the one in force for the same issuer: loading it would
+    /// un-revoke certificates.
+    #[error(
+        "the CRL in {} from \"{issuer}\" is older than the one in force ({offered}, against \
+         {in_force}): loading it would un-revoke certificates, so the CRL in force is kept. \
+         Publish the CA's newest CRL (`openssl ca -gencrl` with `crlnumber` set)",
+        path.display()
+    )]
+    CrlRollback {
+        /// The CRL file.
+        path: PathBuf,
+        /// The CRL's issuer.
+        issuer: String,
+        /// The newest CRL in force from that issuer (number and thisUpdate).
+        in_force: String,
+        /// The CRL offered.
+        offered: String,
+    },
+
+    /// The CRL files no longer hold a CRL from a configured CA that had one in force.
+    #[error(
+        "the CRL files no longer hold a CRL from \"{issuer}\" (it was in {}), although that \
+         CA is still trusted: its revocations would be lost, so the CRLs in force are kept. \
+         Put the CA's current CRL back, or stop trusting the CA",
+        was.display()
+    )]
+    CrlMissing {
+        /// The issuer whose CRL went missing.
+        issuer: String,
+        /// The file it was read from.
+        was: PathBuf,
+    },
+
+    /// A CRL is past its nextUpdate while expired CRLs are refused
+    /// (`enforce_crl_expiry`).
+    #[error(
+        "the CRL in {} from \"{issuer}\" expired (nextUpdate {}); with enforce_crl_expiry \
+         every peer it covers would be refused. Publish a fresh CRL \
+         (`openssl ca -gencrl`)",
+        path.display(), fmt_time(*next_update)
+    )]
+    CrlExpired {
+        /// The CRL file.
+        path: PathBuf,
+        /// The CRL's issuer.
+        issuer: String,
+        /// Its nextUpdate.
+        next_update: SystemTime,
+    },
+
     /// The identity's own certificate is revoked by a configured CRL.
     #[error(
         "the certificate \"{subject}\" in {} (serial {serial}) is revoked by a configured CRL \
@@ -423,6 +492,10 @@ impl Error {
             | Self::NotACa { path, .. }
             | Self::CaExpired { path, .. }
             | Self::BadCrl { path, .. }
+            | Self::CrlIssuerUnknown { path, .. }
+            | Self::CrlRollback { path, .. }
+            | Self::CrlExpired { path, .. }
+            | Self::CrlMissing { was: path, .. }
             | Self::Revoked { path, .. } => Some(path),
             Self::KeyMismatch { key, .. } => Some(key),
             #[cfg(feature = "watch")]

@@ -16,7 +16,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
-use crate::error::{Error, Result, Role};
+use crate::error::{Error, Result, Role, fmt_time};
 use crate::spec::IdentityPaths;
 
 /// A loaded, checked identity.
@@ -30,15 +30,24 @@ pub(crate) struct LoadedIdentity {
 /// Loaded, checked CA certificates.
 #[derive(Debug, Clone)]
 pub(crate) struct LoadedCas {
+    /// Raw subject of each CA, in `certs` order.
+    subjects: Vec<Vec<u8>>,
     pub(crate) certs: Vec<CertificateDer<'static>>,
     /// (subject, not_after) of each CA.
     pub(crate) info: Vec<(String, SystemTime)>,
     pub(crate) roots: Arc<RootCertStore>,
 }
 
+impl LoadedCas {
+    fn subjects_raw(&self) -> impl Iterator<Item = &[u8]> {
+        self.subjects.iter().map(Vec::as_slice)
+    }
+}
+
 /// Loads the CA files, checking that each holds CA certificates that have not all expired.
 pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> {
     let mut out = LoadedCas {
+        subjects: Vec::new(),
         certs: Vec::new(),
         info: Vec::new(),
         roots: Arc::new(RootCertStore::empty()),
@@ -65,7 +74,7 @@ pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> 
                     target: "mtls::material",
                     file = %path.display(),
                     ca = %subject,
-                    not_after = %crate::error::fmt_time(not_after),
+                    not_after = %fmt_time(not_after),
                     "a configured CA certificate has expired"
                 );
                 expired.push((subject.clone(), not_after));
@@ -76,6 +85,7 @@ pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> 
                 detail: format!("not usable as a trust anchor: {e}"),
             })?;
             out.info.push((subject, not_after));
+            out.subjects.push(cert.subject().as_raw().to_vec());
             out.certs.push(der.clone());
         }
         if expired.len() == certs.len()
@@ -92,16 +102,61 @@ pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> 
     Ok(out)
 }
 
-/// Loads CRL files; each must parse, and a CRL whose issuer is one of `cas` must carry
-/// that CA's signature (one whose issuer is none of `cas` is logged).
+/// What a reload compares between the CRLs in force and the new ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CrlInfo {
+    pub(crate) path: PathBuf,
+    pub(crate) issuer: String,
+    issuer_raw: Vec<u8>,
+    number: Option<x509_parser::num_bigint::BigUint>,
+    this_update: i64,
+    pub(crate) next_update: Option<SystemTime>,
+}
+
+impl CrlInfo {
+    /// Whether `self` is older than `other` (same issuer): a lower CRL number, or an
+    /// earlier thisUpdate.
+    fn older_than(&self, other: &Self) -> bool {
+        match (&self.number, &other.number) {
+            (Some(a), Some(b)) if a != b => a < b,
+            _ => self.this_update < other.this_update,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let this = fmt_time(to_system_time(self.this_update));
+        match &self.number {
+            Some(n) => format!("CRL number {n}, thisUpdate {this}"),
+            None => format!("thisUpdate {this}"),
+        }
+    }
+}
+
+/// Loaded, checked CRLs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LoadedCrls {
+    pub(crate) ders: Vec<CertificateRevocationListDer<'static>>,
+    pub(crate) info: Vec<CrlInfo>,
+}
+
+/// Loads CRL files. Each must parse, and must be issued by a configured CA or by a CA
+/// certificate in this side's own chain (an intermediate), whose signature it must carry:
+/// a CRL that covers none of the CAs would revoke nothing, and with unknown revocation
+/// status allowed it would silently turn revocation off. A CRL past its nextUpdate is an
+/// error when `enforce_expiry` is set (the verifier would refuse every peer it covers),
+/// and a warning otherwise.
 pub(crate) fn load_crls(
     paths: &[PathBuf],
     cas: &LoadedCas,
-) -> Result<Vec<CertificateRevocationListDer<'static>>> {
-    let mut out = Vec::new();
-    let ca_certs: Vec<X509Certificate<'_>> = cas
+    own_chain: &[CertificateDer<'static>],
+    enforce_expiry: bool,
+    now: SystemTime,
+) -> Result<LoadedCrls> {
+    let mut out = LoadedCrls::default();
+    let issuers: Vec<X509Certificate<'_>> = cas
         .certs
         .iter()
+        .chain(own_chain.iter().skip(1))
         .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok())
         .map(|(_, c)| c)
         .collect();
@@ -112,26 +167,22 @@ pub(crate) fn load_crls(
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
-            let issuers: Vec<&X509Certificate<'_>> = ca_certs
+            let named: Vec<&X509Certificate<'_>> = issuers
                 .iter()
                 .filter(|ca| ca.subject().as_raw() == parsed.issuer().as_raw())
                 .collect();
-            if issuers.is_empty() {
-                // Intermediates usually reach us in the peer's chain, not in the CA file,
-                // so a CRL from a CA we were not given is legitimate; say so in the log.
-                // Its signature is checked when a peer's chain reaches that CA.
-                tracing::info!(
-                    target: "mtls::material",
-                    file = %path.display(),
-                    issuer = %parsed.issuer(),
-                    "CRL is issued by a CA that is not in the CA files (an intermediate?); \
-                     it applies to the certificates that CA issued"
-                );
-            } else if !issuers.iter().any(|ca| crl_signed_by(&parsed, ca)) {
+            if named.is_empty() {
+                return Err(Error::CrlIssuerUnknown {
+                    path: path.clone(),
+                    issuer: parsed.issuer().to_string(),
+                    known_cas: cas.info.iter().map(|(s, _)| s.clone()).collect(),
+                });
+            }
+            if !named.iter().any(|ca| crl_signed_by(&parsed, ca)) {
                 return Err(Error::BadCrl {
                     path: path.clone(),
                     reason: format!(
-                        "its signature does not verify with the key of the configured CA \
+                        "its signature does not verify with the key of the CA \
                          \"{}\" it names as issuer: it was not issued by that CA (or was \
                          altered). Generate it again with that CA's key \
                          (`openssl ca -gencrl -keyfile ca.key -cert ca.crt -out crl.pem`)",
@@ -139,21 +190,80 @@ pub(crate) fn load_crls(
                     ),
                 });
             }
-            if let Some(next) = parsed.next_update() {
-                let next = to_system_time(next.timestamp());
-                if next < SystemTime::now() {
-                    tracing::warn!(
-                        target: "mtls::material",
-                        file = %path.display(),
-                        next_update = %crate::error::fmt_time(next),
-                        "a configured CRL is past its nextUpdate; publish a fresh one"
-                    );
+            let next_update = parsed.next_update().map(|t| to_system_time(t.timestamp()));
+            if let Some(next) = next_update
+                && next < now
+            {
+                if enforce_expiry {
+                    return Err(Error::CrlExpired {
+                        path: path.clone(),
+                        issuer: parsed.issuer().to_string(),
+                        next_update: next,
+                    });
                 }
+                tracing::warn!(
+                    target: "mtls::material",
+                    file = %path.display(),
+                    next_update = %fmt_time(next),
+                    "a configured CRL is past its nextUpdate; publish a fresh one"
+                );
             }
-            out.push(crl);
+            out.info.push(CrlInfo {
+                path: path.clone(),
+                issuer: parsed.issuer().to_string(),
+                issuer_raw: parsed.issuer().as_raw().to_vec(),
+                number: parsed.crl_number().cloned(),
+                this_update: parsed.last_update().timestamp(),
+                next_update,
+            });
+            out.ders.push(crl);
         }
     }
     Ok(out)
+}
+
+/// Refuses a reload whose CRLs would un-revoke: for each issuer with a CRL in force, the
+/// new set must hold a CRL from that issuer that is not older (lower CRL number, or
+/// earlier thisUpdate) than the newest one in force, while that issuer is still a
+/// configured CA.
+pub(crate) fn check_crl_progress(
+    in_force: &[CrlInfo],
+    new: &[CrlInfo],
+    cas: &LoadedCas,
+) -> Result<()> {
+    let newest = |set: &[CrlInfo], issuer: &[u8]| -> Option<CrlInfo> {
+        set.iter()
+            .filter(|c| c.issuer_raw == issuer)
+            .fold(None, |best: Option<&CrlInfo>, c| match best {
+                Some(b) if !b.older_than(c) => Some(b),
+                _ => Some(c),
+            })
+            .cloned()
+    };
+    for old in in_force {
+        let Some(old) = newest(in_force, &old.issuer_raw) else {
+            continue;
+        };
+        match newest(new, &old.issuer_raw) {
+            Some(n) if n.older_than(&old) => {
+                return Err(Error::CrlRollback {
+                    path: n.path.clone(),
+                    issuer: n.issuer.clone(),
+                    in_force: old.describe(),
+                    offered: n.describe(),
+                });
+            }
+            Some(_) => {}
+            None if cas.subjects_raw().any(|s| s == old.issuer_raw.as_slice()) => {
+                return Err(Error::CrlMissing {
+                    issuer: old.issuer.clone(),
+                    was: old.path.clone(),
+                });
+            }
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
@@ -189,10 +299,10 @@ pub(crate) struct IdentityChecks<'a> {
 /// Loads an identity and runs every preflight check on it.
 pub(crate) fn load_identity(
     paths: &IdentityPaths,
+    chain: Vec<CertificateDer<'static>>,
     provider: &Arc<CryptoProvider>,
     checks: IdentityChecks<'_>,
 ) -> Result<LoadedIdentity> {
-    let chain = crate::pem::load_certs(&paths.cert)?;
     let key = crate::pem::load_key(&paths.key)?;
     let path = &paths.cert;
     let leaf_der = chain.first().ok_or_else(|| Error::NoCertificate {

@@ -54,6 +54,16 @@ pub enum ReloadEvent {
         /// Why.
         error: Arc<Error>,
     },
+    /// A configured CRL is past its nextUpdate (`expired`), or close to it: publish a
+    /// fresh one. Reported at each load and at each expiry check.
+    CrlStale {
+        /// The CRL's issuer.
+        issuer: String,
+        /// Its nextUpdate.
+        next_update: SystemTime,
+        /// Whether it is already past.
+        expired: bool,
+    },
     /// The certificate in use expires within the configured warning window.
     ExpiringSoon {
         /// Its subject.
@@ -73,6 +83,8 @@ pub struct ReloadStatus {
     pub identity: Option<(String, SystemTime)>,
     /// Subject and not_after of each configured CA.
     pub cas: Vec<(String, SystemTime)>,
+    /// Issuer and nextUpdate of each configured CRL.
+    pub crls: Vec<(String, Option<SystemTime>)>,
     /// The error of the last reload, if it failed.
     pub last_error: Option<Arc<Error>>,
 }
@@ -83,7 +95,12 @@ pub(crate) struct Loaded<S> {
     pub(crate) snapshot: S,
     pub(crate) identity: Option<(String, SystemTime)>,
     pub(crate) cas: Vec<(String, SystemTime)>,
+    pub(crate) crls: Vec<crate::material::CrlInfo>,
     pub(crate) trust_changed: bool,
+}
+
+fn crl_status(crls: &[crate::material::CrlInfo]) -> Vec<(String, Option<SystemTime>)> {
+    crls.iter().map(|c| (c.issuer.clone(), c.next_update)).collect()
 }
 
 /// A side's pure loader: spec in, complete snapshot out. It reads files but changes
@@ -138,6 +155,7 @@ impl<L: Load> Reloader<L> {
                 generation: 1,
                 identity: first.identity,
                 cas: first.cas,
+                crls: crl_status(&first.crls),
                 last_error: None,
             }),
         });
@@ -170,6 +188,7 @@ impl<L: Load> Reloader<L> {
             generation,
             identity: loaded.identity,
             cas: loaded.cas,
+            crls: crl_status(&loaded.crls),
             last_error: None,
         }));
         tracing::info!(
@@ -235,6 +254,29 @@ impl<L: Load> Control for Reloader<L> {
 
     fn check_expiry(&self) {
         let status = self.status.load();
+        let now = SystemTime::now();
+        for (issuer, next) in &status.crls {
+            let Some(next) = *next else { continue };
+            // Soon: within the warning window, or a quarter of a day, whichever is less
+            // (CRLs often live a week, certificates a year).
+            let soon = self.expiry_warning.min(Duration::from_secs(6 * 3600));
+            let left = next.duration_since(now).unwrap_or_default();
+            if left <= soon {
+                let expired = next <= now;
+                tracing::warn!(
+                    target: "mtls::reload",
+                    issuer = %issuer,
+                    next_update = %fmt_time(next),
+                    expired,
+                    "a configured CRL is stale or about to be; publish a fresh one"
+                );
+                let _ = self.events.send(ReloadEvent::CrlStale {
+                    issuer: issuer.clone(),
+                    next_update: next,
+                    expired,
+                });
+            }
+        }
         if let Some((subject, not_after)) = &status.identity {
             let left = not_after
                 .duration_since(SystemTime::now())

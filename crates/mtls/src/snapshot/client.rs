@@ -15,7 +15,7 @@ use rustls::{ClientConfig, SignatureScheme};
 
 use super::server::schemes;
 use crate::error::{Error, Result, Role};
-use crate::material::{self, IdentityChecks};
+use crate::material::{self, CrlInfo, IdentityChecks};
 use crate::reload::{Load, Loaded};
 use crate::spec::{Spec, versions};
 use crate::verify::{ServerTrust, delegate_signature_checks};
@@ -33,6 +33,8 @@ pub(crate) struct ClientSnapshot {
     /// Copies of `config` that offer other ALPN protocols (HTTP connectors set their own),
     /// made on first use; they share its resolver, verifier and session store.
     alpn_configs: Mutex<Vec<Arc<ClientConfig>>>,
+    /// The CRLs in force, to refuse a reload that would roll them back.
+    crls: Vec<CrlInfo>,
 }
 
 impl ClientSnapshot {
@@ -74,15 +76,29 @@ impl Load for ClientLoader {
     ) -> Result<Loaded<ClientSnapshot>> {
         let now = SystemTime::now();
         let cas = material::load_cas(&spec.cas, now)?;
-        let crls = material::load_crls(&spec.crls, &cas)?;
+        let chain = match &spec.identity {
+            Some(paths) => crate::pem::load_certs(&paths.cert)?,
+            None => Vec::new(),
+        };
+        let crls = material::load_crls(
+            &spec.crls,
+            &cas,
+            &chain,
+            spec.revocation.enforce_expiry,
+            now,
+        )?;
+        if let Some(p) = previous {
+            material::check_crl_progress(&p.crls, &crls.info, &cas)?;
+        }
         let identity = match &spec.identity {
             Some(paths) => Some(material::load_identity(
                 paths,
+                chain,
                 &self.provider,
                 IdentityChecks {
                     role: Role::Client,
                     cas: &cas,
-                    crls: &crls,
+                    crls: &crls.ders,
                     check_chain: spec.check_identity_chain,
                     now,
                 },
@@ -91,7 +107,7 @@ impl Load for ClientLoader {
         };
         let mut builder =
             WebPkiServerVerifier::builder_with_provider(cas.roots.clone(), self.provider.clone())
-                .with_crls(crls);
+                .with_crls(crls.ders.iter().cloned());
         if !spec.revocation.whole_chain {
             builder = builder.only_check_end_entity_revocation();
         }
@@ -125,7 +141,9 @@ impl Load for ClientLoader {
                 key,
                 config: Arc::new(config),
                 alpn_configs: Mutex::default(),
+                crls: crls.info.clone(),
             },
+            crls: crls.info,
             identity: info,
             cas: cas.info,
             // A client's sessions carry its identity as well as its trust, so every

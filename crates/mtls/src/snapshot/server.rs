@@ -16,7 +16,7 @@ use rustls::{DistinguishedName, ServerConfig, SignatureScheme};
 
 use super::TrustKey;
 use crate::error::{Error, Result, Role};
-use crate::material::{self, IdentityChecks};
+use crate::material::{self, CrlInfo, IdentityChecks};
 use crate::reload::{Load, Loaded};
 use crate::spec::{Spec, versions};
 use crate::verify::{ClientTrust, delegate_signature_checks};
@@ -43,6 +43,8 @@ pub(crate) struct ServerSnapshot {
     /// Shared by the snapshots of one trust epoch, and only by them.
     sessions: Arc<dyn StoresServerSessions>,
     trust_key: TrustKey,
+    /// The CRLs in force, to refuse a reload that would roll them back.
+    crls: Vec<CrlInfo>,
 }
 
 /// Loads server snapshots; holds what cannot change by reloading.
@@ -67,21 +69,32 @@ impl Load for ServerLoader {
         let policy = spec.policy.clone().ok_or(Error::MissingPolicy)?;
         let now = SystemTime::now();
         let cas = material::load_cas(&spec.cas, now)?;
-        let crls = material::load_crls(&spec.crls, &cas)?;
+        let chain = crate::pem::load_certs(&paths.cert)?;
+        let crls = material::load_crls(
+            &spec.crls,
+            &cas,
+            &chain,
+            spec.revocation.enforce_expiry,
+            now,
+        )?;
+        if let Some(p) = previous {
+            material::check_crl_progress(&p.crls, &crls.info, &cas)?;
+        }
         let identity = material::load_identity(
             paths,
+            chain,
             &self.provider,
             IdentityChecks {
                 role: Role::Server,
                 cas: &cas,
-                crls: &crls,
+                crls: &crls.ders,
                 check_chain: spec.check_identity_chain,
                 now,
             },
         )?;
         let mut builder =
             WebPkiClientVerifier::builder_with_provider(cas.roots.clone(), self.provider.clone())
-                .with_crls(crls.iter().cloned());
+                .with_crls(crls.ders.iter().cloned());
         if !spec.revocation.whole_chain {
             builder = builder.only_check_end_entity_revocation();
         }
@@ -96,7 +109,7 @@ impl Load for ServerLoader {
         }
         let webpki = builder.build().map_err(Error::Verifier)?;
 
-        let trust_key = TrustKey::new(spec, &cas.certs, &crls);
+        let trust_key = TrustKey::new(spec, &cas.certs, &crls.ders);
         let (epoch, sessions, trust_changed) = match previous {
             Some(p) if p.trust_key == trust_key => (p.trust.epoch, p.sessions.clone(), false),
             Some(p) => (p.trust.epoch + 1, session_store(spec.session_cache), true),
@@ -129,7 +142,9 @@ impl Load for ServerLoader {
                 config: Arc::new(config),
                 sessions,
                 trust_key,
+                crls: crls.info.clone(),
             },
+            crls: crls.info,
             identity: Some((identity.subject, identity.not_after)),
             cas: cas.info,
             trust_changed,
