@@ -36,6 +36,11 @@ use crate::snapshot::server::ServerSnapshot;
 use crate::verify::{Rejection, log_rejection};
 
 /// Why a handshake did not produce a connection.
+///
+/// The message prints the cause (rustls' error, or the [`Rejection`] that explains it;
+/// the extractor's message), so [`source`](std::error::Error::source) does not return
+/// that cause again: it returns only the cause's own source, when it has one. The cause
+/// itself stays in the variant's field.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HandshakeError {
@@ -43,12 +48,12 @@ pub enum HandshakeError {
     Timeout(Duration),
     /// TLS failed; the peer's certificate was refused when `rejection` says why.
     Tls {
-        /// The error.
-        source: io::Error,
+        /// The error (printed in the message unless `rejection` explains it).
+        error: io::Error,
         /// The reason class, when the failure was about the peer's certificate.
         rejection: Option<Rejection>,
     },
-    /// The [`IdentityExtractor`] refused the peer.
+    /// The [`IdentityExtractor`] refused the peer (its message is printed).
     Extract(ExtractError),
     /// The handshake completed, but the material in force when it ended refused the
     /// peer: a resumed session, or a reload during the handshake, and the CAs, CRLs or
@@ -63,7 +68,7 @@ impl fmt::Display for HandshakeError {
             Self::Tls {
                 rejection: Some(r), ..
             } => write!(f, "TLS handshake failed: {r}"),
-            Self::Tls { source, .. } => write!(f, "TLS handshake failed: {source}"),
+            Self::Tls { error, .. } => write!(f, "TLS handshake failed: {error}"),
             Self::Extract(e) => write!(f, "peer refused by the identity extractor: {e}"),
             Self::Refused(r) => write!(f, "peer refused by the material in force: {r}"),
         }
@@ -74,8 +79,9 @@ impl std::error::Error for HandshakeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Timeout(_) | Self::Refused(_) => None,
-            Self::Tls { source, .. } => Some(source),
-            Self::Extract(e) => Some(e),
+            // Printed (or explained by the rejection): only what lies beneath.
+            Self::Tls { error, .. } => error.source(),
+            Self::Extract(e) => std::error::Error::source(e),
         }
     }
 }
@@ -160,7 +166,7 @@ impl<E: IdentityExtractor> Acceptor<E> {
         // The outcome is matched inside this block so that neither it nor the accept
         // future stays in this future's state while lingering.
         let used = self.current.load_full();
-        let (source, mut io) = {
+        let (error, mut io) = {
             let tls = TlsAcceptor::from(used.config.clone());
             let handshake =
                 tokio::time::timeout(self.timeout, tls.accept(io).into_fallible()).await;
@@ -175,7 +181,7 @@ impl<E: IdentityExtractor> Acceptor<E> {
                 Ok(Err(failed)) => failed,
             }
         };
-        let rejection = source
+        let rejection = error
             .get_ref()
             .and_then(|e| e.downcast_ref::<rustls::Error>())
             .and_then(classify);
@@ -183,7 +189,7 @@ impl<E: IdentityExtractor> Acceptor<E> {
             log_rejection("server", r, None);
         }
         linger(&mut io).await;
-        Err(HandshakeError::Tls { source, rejection })
+        Err(HandshakeError::Tls { error, rejection })
     }
 
     /// Admits the connection (see the module docs) and maps it to the principal.

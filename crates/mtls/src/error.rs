@@ -3,6 +3,35 @@
 //! Every variant that concerns a file names it, says what is wrong with it and how to
 //! fix it. The messages are written for the person who made the files, usually with the
 //! `openssl` command line, so the fixes are given as `openssl` commands where that helps.
+//!
+//! # Causes: printed or returned, never both
+//!
+//! A message that prints a cause's text must not also return that cause from
+//! [`source`](std::error::Error::source), or error reporters (`{:#}` with anyhow, `eyre`,
+//! a loop over `source()`) print the same text twice. The crate's error types follow
+//! one rule:
+//!
+//! - **When the cause is the explanation, it is printed and not returned.** The people
+//!   who read these messages mostly print them with `{}`; "No such file or directory" or
+//!   rustls' reason belongs in that line. Every variant of [`Error`] that has a cause
+//!   (`Io`, `UnsupportedKey`, `Rustls`, `Verifier`, `Watch`) prints it and returns
+//!   nothing from `source()`; the cause stays in a public field (`error`, or the tuple
+//!   field) for callers that match on it. [`HandshakeError`](crate::HandshakeError)'s
+//!   `Tls` and `Extract` print their cause and return only the cause's *own* source,
+//!   which the message does not print (as `#[error(transparent)]` does for
+//!   [`Error::Policy`]).
+//! - **A cause that the message does not print is returned.** Only
+//!   [`ExtractError::with_source`](crate::ExtractError::with_source) carries one: its
+//!   message is the caller's, the cause (say, a database error) is returned from
+//!   `source()`. If the message already contains the cause's text, the cause is not
+//!   returned, but stays reachable through
+//!   [`ExtractError::cause`](crate::ExtractError::cause).
+//!
+//! The other error types ([`Rejection`](crate::Rejection), [`Denied`](crate::Denied),
+//! [`PolicyError`], [`IdentityError`](crate::identity::IdentityError),
+//! [`SpiffeIdError`](crate::SpiffeIdError)) have no source; a nested reason (such as
+//! [`SpiffeIdError::InvalidInCertificate`](crate::SpiffeIdError::InvalidInCertificate)'s)
+//! is printed and kept in a field.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -44,17 +73,21 @@ impl std::fmt::Display for Role {
 ///
 /// Match on the variant to tell failures apart; print it (`{}`) for a message that names
 /// the file, says what is wrong and how to fix it.
+///
+/// A variant with an underlying cause (an I/O error, rustls' or notify's error) prints it
+/// in the message and keeps it in a public field, but does not return it from
+/// [`source`](std::error::Error::source), so `{:#}` and error-reporter chains show it
+/// once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (printed in the message, not returned by `source()`).
+        error: std::io::Error,
     },
 
     /// The file is empty.
@@ -161,16 +194,15 @@ pub enum Error {
 
     /// The private key's type is not supported by the crypto provider.
     #[error(
-        "the private key in {} cannot be used ({source}); supported are RSA (2048 bits or \
+        "the private key in {} cannot be used ({error}); supported are RSA (2048 bits or \
          more), ECDSA P-256/P-384 and Ed25519 keys in PKCS#8, PKCS#1 or SEC1 form",
         path.display()
     )]
     UnsupportedKey {
         /// The file.
         path: PathBuf,
-        /// What rustls reported.
-        #[source]
-        source: rustls::Error,
+        /// What rustls reported (printed in the message, not returned by `source()`).
+        error: rustls::Error,
     },
 
     /// The private key does not belong to the certificate.
@@ -379,23 +411,24 @@ pub enum Error {
     #[error(transparent)]
     Policy(#[from] PolicyError),
 
-    /// rustls refused the configuration.
+    /// rustls refused the configuration (the rustls error is printed in the message, not
+    /// returned by `source()`).
     #[error("rustls refused the configuration: {0}")]
-    Rustls(#[source] rustls::Error),
+    Rustls(rustls::Error),
 
-    /// Building the rustls certificate verifier failed.
+    /// Building the rustls certificate verifier failed (the rustls error is printed in the
+    /// message, not returned by `source()`).
     #[error("cannot build the certificate verifier: {0}")]
-    Verifier(#[source] rustls::server::VerifierBuilderError),
+    Verifier(rustls::server::VerifierBuilderError),
 
     /// File watching could not be set up.
     #[cfg(feature = "watch")]
-    #[error("cannot watch {}: {source}", path.display())]
+    #[error("cannot watch {}: {error}", path.display())]
     Watch {
         /// The directory that could not be watched.
         path: PathBuf,
-        /// What notify reported.
-        #[source]
-        source: notify::Error,
+        /// What notify reported (printed in the message, not returned by `source()`).
+        error: notify::Error,
     },
 }
 
@@ -461,5 +494,121 @@ fn list_or_none(items: &[String]) -> String {
             .map(|s| format!("\"{s}\""))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::error::Error as _;
+    use std::io;
+
+    use super::*;
+    use crate::{ExtractError, HandshakeError};
+
+    /// Walks `err`'s `source()` chain and fails if a message contains the text of the
+    /// source below it (printed *and* returned); returns the messages, top first.
+    fn chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        let mut messages = vec![err.to_string()];
+        let mut current = err;
+        while let Some(source) = current.source() {
+            let (above, below) = (current.to_string(), source.to_string());
+            assert!(
+                !above.contains(&below),
+                "{above:?} prints its source {below:?} and also returns it"
+            );
+            messages.push(below);
+            current = source;
+        }
+        messages
+    }
+
+    fn not_found() -> io::Error {
+        io::Error::from(io::ErrorKind::NotFound)
+    }
+
+    /// A cause with a cause of its own, for the shape that prints one level and returns
+    /// the next.
+    #[derive(Debug, thiserror::Error)]
+    #[error("tenant database unavailable")]
+    struct Lookup(#[source] io::Error);
+
+    #[test]
+    fn a_printed_cause_is_not_returned() {
+        let text = not_found().to_string();
+        let io = Error::Io {
+            path: "ca.crt".into(),
+            error: not_found(),
+        };
+        assert!(io.to_string().contains(&text), "{io}");
+        assert!(io.source().is_none());
+        assert_eq!(chain(&io).len(), 1);
+
+        let rustls = Error::Rustls(rustls::Error::NoCertificatesPresented);
+        assert!(rustls.source().is_none());
+        assert!(
+            rustls.to_string().contains("peer sent no certificates"),
+            "{rustls}"
+        );
+
+        let tls = HandshakeError::Tls {
+            error: io::Error::new(
+                io::ErrorKind::InvalidData,
+                rustls::Error::NoCertificatesPresented,
+            ),
+            rejection: None,
+        };
+        assert!(
+            tls.to_string().contains("peer sent no certificates"),
+            "{tls}"
+        );
+        assert_eq!(chain(&tls).len(), 1);
+    }
+
+    #[test]
+    fn a_transparent_variant_forwards_message_and_source() {
+        let policy: Error = "nonsense:x".parse::<crate::Policy>().unwrap_err().into();
+        assert!(matches!(policy, Error::Policy(_)));
+        assert_eq!(chain(&policy).len(), 1);
+    }
+
+    #[test]
+    fn a_returned_cause_is_not_printed() {
+        let e = ExtractError::with_source("tenant lookup failed", not_found());
+        assert_eq!(
+            chain(&e),
+            ["tenant lookup failed".to_owned(), not_found().to_string()]
+        );
+        // Through the handshake error, the extractor's message is printed once and its
+        // cause is still returned.
+        let hs = HandshakeError::Extract(ExtractError::with_source(
+            "tenant lookup failed",
+            not_found(),
+        ));
+        let messages = chain(&hs);
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(
+            messages[0].ends_with(": tenant lookup failed"),
+            "{messages:?}"
+        );
+        assert_eq!(messages[1], not_found().to_string());
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_returns_only_its_own_source() {
+        let e = ExtractError::from_error(Lookup(not_found()));
+        assert_eq!(
+            chain(&e),
+            [
+                "tenant database unavailable".to_owned(),
+                not_found().to_string()
+            ]
+        );
+        assert!(e.cause().is_some_and(|c| c.is::<Lookup>()));
+
+        let e = ExtractError::with_source(format!("lookup: {}", not_found()), not_found());
+        assert_eq!(chain(&e).len(), 1);
+        assert!(e.cause().is_some());
     }
 }

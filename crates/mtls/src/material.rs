@@ -213,7 +213,7 @@ pub(crate) fn load_identity(
         }
         other => Error::UnsupportedKey {
             path: paths.key.clone(),
-            source: other,
+            error: other,
         },
     })?;
 
