@@ -27,7 +27,7 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Role};
 use crate::policy::Policy;
 use crate::reload::{ReloadHandle, Reloader};
 use crate::snapshot::client::{ClientLoader, ClientSnapshot, Following};
@@ -61,19 +61,19 @@ impl ClientBuilder {
     /// Loads and checks all the material and builds the client.
     ///
     /// # Errors
-    /// [`Error::Incomplete`] without a CA; every loading and preflight error (see
-    /// [`ServerBuilder::build`](crate::ServerBuilder::build)); [`Error::NoCryptoProvider`].
+    /// [`Error::MissingCa`] without a CA; [`Error::InvalidServerName`] when the
+    /// [`server_name`](Self::server_name) is neither a DNS name nor an IP address; every
+    /// loading and preflight error (see [`ServerBuilder::build`](crate::ServerBuilder::build));
+    /// [`Error::NoCryptoProvider`].
     pub fn build(self) -> Result<Client> {
         if self.spec.cas.is_empty() {
-            return Err(Error::Incomplete(
-                "no CA to verify servers with: call .ca(path) with the CA that issued the \
-                 server certificate",
-            ));
+            return Err(Error::MissingCa { role: Role::Client });
         }
         let server_name = match &self.server_name {
-            Some(n) => Some(ServerName::try_from(n.clone()).map_err(|_| {
-                Error::Incomplete("the server name is not a valid DNS name or IP address")
-            })?),
+            Some(n) => Some(
+                ServerName::try_from(n.clone())
+                    .map_err(|_| Error::InvalidServerName { name: n.clone() })?,
+            ),
             None => None,
         };
         let loader = ClientLoader {

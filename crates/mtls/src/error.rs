@@ -387,9 +387,54 @@ pub enum Error {
         serial: String,
     },
 
-    /// The builder was not given something it needs.
-    #[error("{0}")]
-    Incomplete(&'static str),
+    /// The builder was given no certificate and key for its own side.
+    #[error(
+        "no {role} identity: call `.identity(cert, key)` with the {role} certificate chain \
+         (leaf first) and its private key"
+    )]
+    MissingIdentity {
+        /// The side being built.
+        role: Role,
+    },
+
+    /// The builder was given no CA to verify its peers with.
+    #[error("{}", missing_ca(*role))]
+    MissingCa {
+        /// The side being built: a server misses the CA of its clients, a client the CA
+        /// of its servers.
+        role: Role,
+    },
+
+    /// The name given to [`ClientBuilder::server_name`](crate::ClientBuilder::server_name)
+    /// is neither a DNS name nor an IP address.
+    #[error(
+        "the server name {name:?} is not a valid DNS name or IP address; give the host name \
+         (or address) the server's certificate is issued for, without a scheme, port or path"
+    )]
+    InvalidServerName {
+        /// The name as given.
+        name: String,
+    },
+
+    /// [`ReloadHandle::reload_async`](crate::ReloadHandle::reload_async) did not finish
+    /// because its task on tokio's blocking pool was cancelled (the runtime is shutting
+    /// down). The previous material stays in force.
+    #[error(
+        "the reload was cancelled before it finished (the tokio runtime is shutting down); \
+         the previous certificates, keys and CAs stay in force"
+    )]
+    ReloadCancelled,
+
+    /// The reload's task on tokio's blocking pool panicked. The previous material stays
+    /// in force.
+    #[error(
+        "the reload panicked ({message}); the previous certificates, keys and CAs stay in \
+         force. This is a bug: please report it with this message"
+    )]
+    ReloadPanicked {
+        /// The panic message, or `"no message"` when the payload was not a string.
+        message: String,
+    },
 
     /// A server that asks for client certificates was given no policy.
     #[error(
@@ -460,7 +505,11 @@ impl Error {
             Self::KeyMismatch { key, .. } => Some(key),
             #[cfg(feature = "watch")]
             Self::Watch { path, .. } => Some(path),
-            Self::Incomplete(_)
+            Self::MissingIdentity { .. }
+            | Self::MissingCa { .. }
+            | Self::InvalidServerName { .. }
+            | Self::ReloadCancelled
+            | Self::ReloadPanicked { .. }
             | Self::MissingPolicy
             | Self::NoCryptoProvider
             | Self::Policy(_)
@@ -475,6 +524,19 @@ pub(crate) fn fmt_time(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| format!("{t}"))
+}
+
+fn missing_ca(role: Role) -> &'static str {
+    match role {
+        Role::Server => {
+            "no client CA: call `.client_ca(path)` with the CA that issued the client \
+             certificates"
+        }
+        Role::Client => {
+            "no CA to verify servers with: call `.ca(path)` with the CA that issued the \
+             server certificate"
+        }
+    }
 }
 
 fn present_eku(present: &[String]) -> String {
@@ -610,5 +672,44 @@ mod tests {
         let e = ExtractError::with_source(format!("lookup: {}", not_found()), not_found());
         assert_eq!(chain(&e).len(), 1);
         assert!(e.cause().is_some());
+    }
+
+    #[test]
+    fn builder_errors_say_what_is_missing_and_how_to_fix_it() {
+        let cases = [
+            (
+                Error::MissingIdentity { role: Role::Server },
+                &["no server identity", ".identity(cert, key)"][..],
+            ),
+            (
+                Error::MissingCa { role: Role::Server },
+                &["no client CA", ".client_ca(path)"],
+            ),
+            (
+                Error::MissingCa { role: Role::Client },
+                &["no CA to verify servers", ".ca(path)"],
+            ),
+            (
+                Error::InvalidServerName {
+                    name: "https://api".into(),
+                },
+                &["\"https://api\"", "not a valid DNS name or IP address"],
+            ),
+            (Error::ReloadCancelled, &["cancelled", "stay in force"]),
+            (
+                Error::ReloadPanicked {
+                    message: "boom".into(),
+                },
+                &["panicked (boom)", "stay in force"],
+            ),
+        ];
+        for (e, words) in cases {
+            let msg = e.to_string();
+            for w in words {
+                assert!(msg.contains(w), "{msg:?} lacks {w:?}");
+            }
+            assert!(e.path().is_none());
+            assert!(e.source().is_none());
+        }
     }
 }
