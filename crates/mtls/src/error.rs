@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::policy::PolicyError;
+use crate::verify::Rejection;
 
 /// Shorthand for `Result<T, mtls::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -328,8 +329,8 @@ pub enum Error {
     ChainInvalid {
         /// The identity file.
         path: PathBuf,
-        /// Why, in words.
-        reason: String,
+        /// Why, as a verifier would refuse it in a handshake.
+        reason: Rejection,
     },
 
     /// A certificate in a CA bundle is not a CA certificate.

@@ -359,7 +359,7 @@ fn check_chain(
         }
         other => Err(Error::ChainInvalid {
             path: path.to_owned(),
-            reason: crate::verify::Rejection::from_rustls(&other, "?").to_string(),
+            reason: crate::verify::Rejection::from_rustls(&other, "?"),
         }),
     }
 }
