@@ -205,7 +205,7 @@ impl MtlsClientBuilder {
     /// Every loading and preflight error of [`mtls::ClientBuilder::build`]: a missing or
     /// unreadable file, not PEM, an encrypted key, a key that does not match the
     /// certificate, a certificate without the `clientAuth` usage, expired, or not issued
-    /// by a configured CA; [`mtls::Error::Incomplete`] without a CA.
+    /// by a configured CA; [`mtls::Error::MissingCa`] without a CA.
     pub fn build(self) -> Result<MtlsClient, mtls::Error> {
         Ok(MtlsClient::from_client_with_alpn(
             self.inner.build()?,

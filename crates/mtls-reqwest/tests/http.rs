@@ -355,7 +355,7 @@ async fn bad_files_are_typed_errors() {
         .identity(&alice.cert, &alice.key)
         .build()
         .unwrap_err();
-    assert!(matches!(err, mtls::Error::Incomplete(_)), "{err}");
+    assert!(matches!(err, mtls::Error::MissingCa { .. }), "{err}");
 }
 
 #[tokio::test]

@@ -36,6 +36,11 @@ use crate::snapshot::server::ServerSnapshot;
 use crate::verify::{Rejection, log_rejection};
 
 /// Why a handshake did not produce a connection.
+///
+/// The message prints the cause (rustls' error, or the [`Rejection`] that explains it;
+/// the extractor's message), so [`source`](std::error::Error::source) does not return
+/// that cause again: it returns only the cause's own source, when it has one. The cause
+/// itself stays in the variant's field.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HandshakeError {
@@ -45,12 +50,12 @@ pub enum HandshakeError {
     ClientHelloTimeout(Duration),
     /// TLS failed; the peer's certificate was refused when `rejection` says why.
     Tls {
-        /// The error.
-        source: io::Error,
+        /// The error (printed in the message unless `rejection` explains it).
+        error: io::Error,
         /// The reason class, when the failure was about the peer's certificate.
         rejection: Option<Rejection>,
     },
-    /// The [`IdentityExtractor`] refused the peer.
+    /// The [`IdentityExtractor`] refused the peer (its message is printed).
     Extract(ExtractError),
     /// The handshake completed, but the material in force when it ended refused the
     /// peer: a resumed session, or a reload during the handshake, and the CAs, CRLs or
@@ -68,7 +73,7 @@ impl fmt::Display for HandshakeError {
             Self::Tls {
                 rejection: Some(r), ..
             } => write!(f, "TLS handshake failed: {r}"),
-            Self::Tls { source, .. } => write!(f, "TLS handshake failed: {source}"),
+            Self::Tls { error, .. } => write!(f, "TLS handshake failed: {error}"),
             Self::Extract(e) => write!(f, "peer refused by the identity extractor: {e}"),
             Self::Refused(r) => write!(f, "peer refused by the material in force: {r}"),
         }
@@ -79,8 +84,9 @@ impl std::error::Error for HandshakeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Timeout(_) | Self::ClientHelloTimeout(_) | Self::Refused(_) => None,
-            Self::Tls { source, .. } => Some(source),
-            Self::Extract(e) => Some(e),
+            // Printed (or explained by the rejection): only what lies beneath.
+            Self::Tls { error, .. } => error.source(),
+            Self::Extract(e) => std::error::Error::source(e),
         }
     }
 }
@@ -185,7 +191,7 @@ impl<E: IdentityExtractor> Acceptor<E> {
         // future stays in this future's state while lingering.
         let deadline = tokio::time::Instant::now() + self.timeout;
         let hello_deadline = deadline.min(tokio::time::Instant::now() + self.client_hello_timeout);
-        let (source, mut io) = {
+        let (error, mut io) = {
             // The whole ClientHello first, within its own deadline; then the snapshot in
             // force at that moment, whose session store decides any resumption.
             let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
@@ -196,9 +202,9 @@ impl<E: IdentityExtractor> Acceptor<E> {
                     ));
                 }
                 Err(_) => return Err(HandshakeError::Timeout(self.timeout)),
-                Ok(Err(source)) => {
+                Ok(Err(error)) => {
                     return Err(HandshakeError::Tls {
-                        source,
+                        error,
                         rejection: None,
                     });
                 }
@@ -221,7 +227,7 @@ impl<E: IdentityExtractor> Acceptor<E> {
                 Ok(Err(failed)) => failed,
             }
         };
-        let rejection = source
+        let rejection = error
             .get_ref()
             .and_then(|e| e.downcast_ref::<rustls::Error>())
             .and_then(classify);
@@ -229,7 +235,7 @@ impl<E: IdentityExtractor> Acceptor<E> {
             log_rejection("server", r, None);
         }
         linger(&mut io).await;
-        Err(HandshakeError::Tls { source, rejection })
+        Err(HandshakeError::Tls { error, rejection })
     }
 
     /// Admits the connection (see the module docs) and maps it to the principal.

@@ -28,7 +28,7 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Role};
 use crate::policy::Policy;
 use crate::reload::{ReloadHandle, Reloader};
 use crate::snapshot::client::{ClientLoader, ClientSnapshot, Following};
@@ -76,8 +76,8 @@ impl ClientBuilder {
     /// How long [`Client::connect`] may take for the TCP connection and the TLS handshake
     /// together, and [`Client::handshake`] for the handshake: a server that accepts TCP and
     /// then says nothing must not hang the caller. Default [`DEFAULT_CONNECT_TIMEOUT`]
-    /// (10 s). A timeout is an `io::Error` of kind `TimedOut` whose source is a
-    /// [`ConnectTimeout`].
+    /// (10 s). A timeout is an `io::Error` of kind `TimedOut` that wraps a
+    /// [`ConnectTimeout`] (`err.get_ref()` and downcast it).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -86,19 +86,19 @@ impl ClientBuilder {
     /// Loads and checks all the material and builds the client.
     ///
     /// # Errors
-    /// [`Error::Incomplete`] without a CA; every loading and preflight error (see
-    /// [`ServerBuilder::build`](crate::ServerBuilder::build)); [`Error::NoCryptoProvider`].
+    /// [`Error::MissingCa`] without a CA; [`Error::InvalidServerName`] when the
+    /// [`server_name`](Self::server_name) is neither a DNS name nor an IP address; every
+    /// loading and preflight error (see [`ServerBuilder::build`](crate::ServerBuilder::build));
+    /// [`Error::NoCryptoProvider`].
     pub fn build(self) -> Result<Client> {
         if self.spec.cas.is_empty() {
-            return Err(Error::Incomplete(
-                "no CA to verify servers with: call .ca(path) with the CA that issued the \
-                 server certificate",
-            ));
+            return Err(Error::MissingCa { role: Role::Client });
         }
         let server_name = match &self.server_name {
-            Some(n) => Some(ServerName::try_from(n.clone()).map_err(|_| {
-                Error::Incomplete("the server name is not a valid DNS name or IP address")
-            })?),
+            Some(n) => Some(
+                ServerName::try_from(n.clone())
+                    .map_err(|_| Error::InvalidServerName { name: n.clone() })?,
+            ),
             None => None,
         };
         let loader = ClientLoader {
@@ -135,8 +135,9 @@ pub struct Client {
 }
 
 /// [`Client::connect`] or [`Client::handshake`] did not finish within the
-/// [connect timeout](ClientBuilder::connect_timeout); the source of the `io::Error` (of
-/// kind `TimedOut`) they return then.
+/// [connect timeout](ClientBuilder::connect_timeout); the error wrapped by the
+/// `io::Error` (of kind `TimedOut`) they return then, reached with
+/// [`io::Error::get_ref`](std::io::Error::get_ref).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectTimeout {
     /// The timeout that passed.

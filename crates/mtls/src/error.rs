@@ -3,11 +3,41 @@
 //! Every variant that concerns a file names it, says what is wrong with it and how to
 //! fix it. The messages are written for the person who made the files, usually with the
 //! `openssl` command line, so the fixes are given as `openssl` commands where that helps.
+//!
+//! # Causes: printed or returned, never both
+//!
+//! A message that prints a cause's text must not also return that cause from
+//! [`source`](std::error::Error::source), or error reporters (`{:#}` with anyhow, `eyre`,
+//! a loop over `source()`) print the same text twice. The crate's error types follow
+//! one rule:
+//!
+//! - **When the cause is the explanation, it is printed and not returned.** The people
+//!   who read these messages mostly print them with `{}`; "No such file or directory" or
+//!   rustls' reason belongs in that line. Every variant of [`Error`] that has a cause
+//!   (`Io`, `UnsupportedKey`, `Rustls`, `Verifier`, `Watch`) prints it and returns
+//!   nothing from `source()`; the cause stays in a public field (`error`, or the tuple
+//!   field) for callers that match on it. [`HandshakeError`](crate::HandshakeError)'s
+//!   `Tls` and `Extract` print their cause and return only the cause's *own* source,
+//!   which the message does not print (as `#[error(transparent)]` does for
+//!   [`Error::Policy`]).
+//! - **A cause that the message does not print is returned.** Only
+//!   [`ExtractError::with_source`](crate::ExtractError::with_source) carries one: its
+//!   message is the caller's, the cause (say, a database error) is returned from
+//!   `source()`. If the message already contains the cause's text, the cause is not
+//!   returned, but stays reachable through
+//!   [`ExtractError::cause`](crate::ExtractError::cause).
+//!
+//! The other error types ([`Rejection`](crate::Rejection), [`Denied`](crate::Denied),
+//! [`PolicyError`], [`IdentityError`](crate::identity::IdentityError),
+//! [`SpiffeIdError`](crate::SpiffeIdError)) have no source; a nested reason (such as
+//! [`SpiffeIdError::InvalidInCertificate`](crate::SpiffeIdError::InvalidInCertificate)'s)
+//! is printed and kept in a field.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::policy::PolicyError;
+use crate::verify::Rejection;
 
 /// Shorthand for `Result<T, mtls::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -44,17 +74,21 @@ impl std::fmt::Display for Role {
 ///
 /// Match on the variant to tell failures apart; print it (`{}`) for a message that names
 /// the file, says what is wrong and how to fix it.
+///
+/// A variant with an underlying cause (an I/O error, rustls' or notify's error) prints it
+/// in the message and keeps it in a public field, but does not return it from
+/// [`source`](std::error::Error::source), so `{:#}` and error-reporter chains show it
+/// once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (printed in the message, not returned by `source()`).
+        error: std::io::Error,
     },
 
     /// The file is empty.
@@ -161,16 +195,15 @@ pub enum Error {
 
     /// The private key's type is not supported by the crypto provider.
     #[error(
-        "the private key in {} cannot be used ({source}); supported are RSA (2048 bits or \
+        "the private key in {} cannot be used ({error}); supported are RSA (2048 bits or \
          more), ECDSA P-256/P-384 and Ed25519 keys in PKCS#8, PKCS#1 or SEC1 form",
         path.display()
     )]
     UnsupportedKey {
         /// The file.
         path: PathBuf,
-        /// What rustls reported.
-        #[source]
-        source: rustls::Error,
+        /// What rustls reported (printed in the message, not returned by `source()`).
+        error: rustls::Error,
     },
 
     /// The private key does not belong to the certificate.
@@ -296,8 +329,8 @@ pub enum Error {
     ChainInvalid {
         /// The identity file.
         path: PathBuf,
-        /// Why, in words.
-        reason: String,
+        /// Why, as a verifier would refuse it in a handshake.
+        reason: Rejection,
     },
 
     /// A certificate in a CA bundle is not a CA certificate.
@@ -424,9 +457,54 @@ pub enum Error {
         serial: String,
     },
 
-    /// The builder was not given something it needs.
-    #[error("{0}")]
-    Incomplete(&'static str),
+    /// The builder was given no certificate and key for its own side.
+    #[error(
+        "no {role} identity: call `.identity(cert, key)` with the {role} certificate chain \
+         (leaf first) and its private key"
+    )]
+    MissingIdentity {
+        /// The side being built.
+        role: Role,
+    },
+
+    /// The builder was given no CA to verify its peers with.
+    #[error("{}", missing_ca(*role))]
+    MissingCa {
+        /// The side being built: a server misses the CA of its clients, a client the CA
+        /// of its servers.
+        role: Role,
+    },
+
+    /// The name given to [`ClientBuilder::server_name`](crate::ClientBuilder::server_name)
+    /// is neither a DNS name nor an IP address.
+    #[error(
+        "the server name {name:?} is not a valid DNS name or IP address; give the host name \
+         (or address) the server's certificate is issued for, without a scheme, port or path"
+    )]
+    InvalidServerName {
+        /// The name as given.
+        name: String,
+    },
+
+    /// [`ReloadHandle::reload_async`](crate::ReloadHandle::reload_async) did not finish
+    /// because its task on tokio's blocking pool was cancelled (the runtime is shutting
+    /// down). The previous material stays in force.
+    #[error(
+        "the reload was cancelled before it finished (the tokio runtime is shutting down); \
+         the previous certificates, keys and CAs stay in force"
+    )]
+    ReloadCancelled,
+
+    /// The reload's task on tokio's blocking pool panicked. The previous material stays
+    /// in force.
+    #[error(
+        "the reload panicked ({message}); the previous certificates, keys and CAs stay in \
+         force. This is a bug: please report it with this message"
+    )]
+    ReloadPanicked {
+        /// The panic message, or `"no message"` when the payload was not a string.
+        message: String,
+    },
 
     /// A server that asks for client certificates was given no policy.
     #[error(
@@ -448,23 +526,24 @@ pub enum Error {
     #[error(transparent)]
     Policy(#[from] PolicyError),
 
-    /// rustls refused the configuration.
+    /// rustls refused the configuration (the rustls error is printed in the message, not
+    /// returned by `source()`).
     #[error("rustls refused the configuration: {0}")]
-    Rustls(#[source] rustls::Error),
+    Rustls(rustls::Error),
 
-    /// Building the rustls certificate verifier failed.
+    /// Building the rustls certificate verifier failed (the rustls error is printed in the
+    /// message, not returned by `source()`).
     #[error("cannot build the certificate verifier: {0}")]
-    Verifier(#[source] rustls::server::VerifierBuilderError),
+    Verifier(rustls::server::VerifierBuilderError),
 
     /// File watching could not be set up.
     #[cfg(feature = "watch")]
-    #[error("cannot watch {}: {source}", path.display())]
+    #[error("cannot watch {}: {error}", path.display())]
     Watch {
         /// The directory that could not be watched.
         path: PathBuf,
-        /// What notify reported.
-        #[source]
-        source: notify::Error,
+        /// What notify reported (printed in the message, not returned by `source()`).
+        error: notify::Error,
     },
 }
 
@@ -500,7 +579,11 @@ impl Error {
             Self::KeyMismatch { key, .. } => Some(key),
             #[cfg(feature = "watch")]
             Self::Watch { path, .. } => Some(path),
-            Self::Incomplete(_)
+            Self::MissingIdentity { .. }
+            | Self::MissingCa { .. }
+            | Self::InvalidServerName { .. }
+            | Self::ReloadCancelled
+            | Self::ReloadPanicked { .. }
             | Self::MissingPolicy
             | Self::NoCryptoProvider
             | Self::Policy(_)
@@ -515,6 +598,19 @@ pub(crate) fn fmt_time(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| format!("{t}"))
+}
+
+fn missing_ca(role: Role) -> &'static str {
+    match role {
+        Role::Server => {
+            "no client CA: call `.client_ca(path)` with the CA that issued the client \
+             certificates"
+        }
+        Role::Client => {
+            "no CA to verify servers with: call `.ca(path)` with the CA that issued the \
+             server certificate"
+        }
+    }
 }
 
 fn present_eku(present: &[String]) -> String {
@@ -534,5 +630,160 @@ fn list_or_none(items: &[String]) -> String {
             .map(|s| format!("\"{s}\""))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::error::Error as _;
+    use std::io;
+
+    use super::*;
+    use crate::{ExtractError, HandshakeError};
+
+    /// Walks `err`'s `source()` chain and fails if a message contains the text of the
+    /// source below it (printed *and* returned); returns the messages, top first.
+    fn chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        let mut messages = vec![err.to_string()];
+        let mut current = err;
+        while let Some(source) = current.source() {
+            let (above, below) = (current.to_string(), source.to_string());
+            assert!(
+                !above.contains(&below),
+                "{above:?} prints its source {below:?} and also returns it"
+            );
+            messages.push(below);
+            current = source;
+        }
+        messages
+    }
+
+    fn not_found() -> io::Error {
+        io::Error::from(io::ErrorKind::NotFound)
+    }
+
+    /// A cause with a cause of its own, for the shape that prints one level and returns
+    /// the next.
+    #[derive(Debug, thiserror::Error)]
+    #[error("tenant database unavailable")]
+    struct Lookup(#[source] io::Error);
+
+    #[test]
+    fn a_printed_cause_is_not_returned() {
+        let text = not_found().to_string();
+        let io = Error::Io {
+            path: "ca.crt".into(),
+            error: not_found(),
+        };
+        assert!(io.to_string().contains(&text), "{io}");
+        assert!(io.source().is_none());
+        assert_eq!(chain(&io).len(), 1);
+
+        let rustls = Error::Rustls(rustls::Error::NoCertificatesPresented);
+        assert!(rustls.source().is_none());
+        assert!(
+            rustls.to_string().contains("peer sent no certificates"),
+            "{rustls}"
+        );
+
+        let tls = HandshakeError::Tls {
+            error: io::Error::new(
+                io::ErrorKind::InvalidData,
+                rustls::Error::NoCertificatesPresented,
+            ),
+            rejection: None,
+        };
+        assert!(
+            tls.to_string().contains("peer sent no certificates"),
+            "{tls}"
+        );
+        assert_eq!(chain(&tls).len(), 1);
+    }
+
+    #[test]
+    fn a_transparent_variant_forwards_message_and_source() {
+        let policy: Error = "nonsense:x".parse::<crate::Policy>().unwrap_err().into();
+        assert!(matches!(policy, Error::Policy(_)));
+        assert_eq!(chain(&policy).len(), 1);
+    }
+
+    #[test]
+    fn a_returned_cause_is_not_printed() {
+        let e = ExtractError::with_source("tenant lookup failed", not_found());
+        assert_eq!(
+            chain(&e),
+            ["tenant lookup failed".to_owned(), not_found().to_string()]
+        );
+        // Through the handshake error, the extractor's message is printed once and its
+        // cause is still returned.
+        let hs = HandshakeError::Extract(ExtractError::with_source(
+            "tenant lookup failed",
+            not_found(),
+        ));
+        let messages = chain(&hs);
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(
+            messages[0].ends_with(": tenant lookup failed"),
+            "{messages:?}"
+        );
+        assert_eq!(messages[1], not_found().to_string());
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_returns_only_its_own_source() {
+        let e = ExtractError::from_error(Lookup(not_found()));
+        assert_eq!(
+            chain(&e),
+            [
+                "tenant database unavailable".to_owned(),
+                not_found().to_string()
+            ]
+        );
+        assert!(e.cause().is_some_and(|c| c.is::<Lookup>()));
+
+        let e = ExtractError::with_source(format!("lookup: {}", not_found()), not_found());
+        assert_eq!(chain(&e).len(), 1);
+        assert!(e.cause().is_some());
+    }
+
+    #[test]
+    fn builder_errors_say_what_is_missing_and_how_to_fix_it() {
+        let cases = [
+            (
+                Error::MissingIdentity { role: Role::Server },
+                &["no server identity", ".identity(cert, key)"][..],
+            ),
+            (
+                Error::MissingCa { role: Role::Server },
+                &["no client CA", ".client_ca(path)"],
+            ),
+            (
+                Error::MissingCa { role: Role::Client },
+                &["no CA to verify servers", ".ca(path)"],
+            ),
+            (
+                Error::InvalidServerName {
+                    name: "https://api".into(),
+                },
+                &["\"https://api\"", "not a valid DNS name or IP address"],
+            ),
+            (Error::ReloadCancelled, &["cancelled", "stay in force"]),
+            (
+                Error::ReloadPanicked {
+                    message: "boom".into(),
+                },
+                &["panicked (boom)", "stay in force"],
+            ),
+        ];
+        for (e, words) in cases {
+            let msg = e.to_string();
+            for w in words {
+                assert!(msg.contains(w), "{msg:?} lacks {w:?}");
+            }
+            assert!(e.path().is_none());
+            assert!(e.source().is_none());
+        }
     }
 }

@@ -601,11 +601,11 @@ async fn accept_loop<E: IdentityExtractor>(
                         Box::pin(acceptor.accept_from(io, Some(remote_addr))).await
                     }
                     Ok(Ok(_)) => Err(HandshakeError::Tls {
-                        source: io::ErrorKind::UnexpectedEof.into(),
+                        error: io::ErrorKind::UnexpectedEof.into(),
                         rejection: None,
                     }),
-                    Ok(Err(source)) => Err(HandshakeError::Tls {
-                        source,
+                    Ok(Err(error)) => Err(HandshakeError::Tls {
+                        error,
                         rejection: None,
                     }),
                     Err(_) => Err(HandshakeError::ClientHelloTimeout(hello)),

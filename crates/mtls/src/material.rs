@@ -323,7 +323,7 @@ pub(crate) fn load_identity(
         }
         other => Error::UnsupportedKey {
             path: paths.key.clone(),
-            source: other,
+            error: other,
         },
     })?;
 
@@ -469,7 +469,7 @@ fn check_chain(
         }
         other => Err(Error::ChainInvalid {
             path: path.to_owned(),
-            reason: crate::verify::Rejection::from_rustls(&other, "?").to_string(),
+            reason: crate::verify::Rejection::from_rustls(&other, "?"),
         }),
     }
 }

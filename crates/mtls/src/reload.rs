@@ -100,7 +100,9 @@ pub(crate) struct Loaded<S> {
 }
 
 fn crl_status(crls: &[crate::material::CrlInfo]) -> Vec<(String, Option<SystemTime>)> {
-    crls.iter().map(|c| (c.issuer.clone(), c.next_update)).collect()
+    crls.iter()
+        .map(|c| (c.issuer.clone(), c.next_update))
+        .collect()
 }
 
 /// A side's pure loader: spec in, complete snapshot out. It reads files but changes
@@ -329,12 +331,18 @@ impl ReloadHandle {
     /// [`reload`](Self::reload) on tokio's blocking pool.
     ///
     /// # Errors
-    /// As [`reload`](Self::reload).
+    /// As [`reload`](Self::reload); [`Error::ReloadCancelled`] when the runtime shut down
+    /// before the task ran, [`Error::ReloadPanicked`] when it panicked.
     pub async fn reload_async(&self) -> Result<u64, Arc<Error>> {
         let inner = self.inner.clone();
         match tokio::task::spawn_blocking(move || inner.reload()).await {
             Ok(r) => r,
-            Err(_) => Err(Arc::new(Error::Incomplete("the reload task was cancelled"))),
+            Err(e) => Err(Arc::new(match e.try_into_panic() {
+                Ok(payload) => Error::ReloadPanicked {
+                    message: panic_message(payload.as_ref()),
+                },
+                Err(_) => Error::ReloadCancelled,
+            })),
         }
     }
 
@@ -434,5 +442,16 @@ pub struct SignalGuard {
 impl Drop for SignalGuard {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The message of a panic payload (`panic!` with a literal or with format arguments).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "no message".to_owned()
     }
 }

@@ -23,7 +23,7 @@ use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 
 use crate::acceptor::Acceptor;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Role};
 use crate::identity::{DefaultExtractor, IdentityExtractor};
 use crate::policy::Policy;
 use crate::reload::{ReloadHandle, Reloader};
@@ -91,7 +91,8 @@ impl ServerBuilder {
     /// Loads and checks all the material and builds the server.
     ///
     /// # Errors
-    /// - [`Error::Incomplete`] when no identity or no client CA was given;
+    /// - [`Error::MissingIdentity`] when no identity was given, [`Error::MissingCa`] when
+    ///   no client CA was given;
     /// - [`Error::MissingPolicy`] when no policy was given;
     /// - every loading error of [`pem`](crate::pem) and every preflight error:
     ///   [`Error::KeyMismatch`], [`Error::Expired`], [`Error::NotYetValid`],
@@ -101,15 +102,10 @@ impl ServerBuilder {
     /// - [`Error::NoCryptoProvider`], [`Error::Rustls`] for an impossible version set.
     pub fn build(self) -> Result<Server> {
         if self.spec.identity.is_none() {
-            return Err(Error::Incomplete(
-                "no server identity: call .identity(cert, key)",
-            ));
+            return Err(Error::MissingIdentity { role: Role::Server });
         }
         if self.spec.cas.is_empty() {
-            return Err(Error::Incomplete(
-                "no client CA: call .client_ca(path) with the CA that issued the client \
-                 certificates",
-            ));
+            return Err(Error::MissingCa { role: Role::Server });
         }
         if self.spec.policy.is_none() {
             return Err(Error::MissingPolicy);

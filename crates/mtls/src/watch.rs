@@ -78,16 +78,16 @@ fn fs_watcher(
             let _ = tx.send(());
         }
     })
-    .map_err(|source| Error::Watch {
+    .map_err(|error| Error::Watch {
         path: PathBuf::new(),
-        source,
+        error,
     })?;
     for dir in dirs {
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|source| Error::Watch {
+            .map_err(|error| Error::Watch {
                 path: dir.clone(),
-                source,
+                error,
             })?;
     }
     Ok(watcher)

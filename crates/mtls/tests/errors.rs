@@ -225,6 +225,74 @@ fn missing_file() {
 }
 
 #[test]
+fn missing_pieces_are_named_with_the_call_that_adds_them() {
+    let e = Server::builder()
+        .client_ca(fx("ca.crt"))
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::MissingIdentity {
+                role: mtls::Role::Server
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(".identity(cert, key)"), "{e}");
+
+    let e = Server::builder()
+        .identity(fx("server-chain.crt"), fx("server.key"))
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::MissingCa {
+                role: mtls::Role::Server
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(".client_ca(path)"), "{e}");
+
+    let e = Client::builder()
+        .identity(fx("client-ec.crt"), fx("client-ec.key"))
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::MissingCa {
+                role: mtls::Role::Client
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains(".ca(path)"), "{e}");
+}
+
+#[test]
+fn invalid_server_name_is_quoted() {
+    let e = Client::builder()
+        .ca(fx("ca.crt"))
+        .server_name("https://localhost:8443/")
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::InvalidServerName { name } if name == "https://localhost:8443/"),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("\"https://localhost:8443/\" is not a valid DNS name"),
+        "{e}"
+    );
+}
+
+#[test]
 fn server_without_policy_is_refused() {
     let e = Server::builder()
         .identity(fx("server-chain.crt"), fx("server.key"))

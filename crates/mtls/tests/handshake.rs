@@ -105,6 +105,29 @@ async fn expired_certificate_is_refused_and_logged_with_its_date() {
     );
 }
 
+/// rustls reports this one as `CertificateError::Other`; the log still names it.
+#[tokio::test]
+async fn ca_certificate_as_client_leaf_is_refused_and_logged_by_name() {
+    let (logs, _g) = capture_logs();
+    let pki = TestPki::new();
+    let srv = serve(&server(&pki, ClientAuth::Required)).await;
+    let leaf = pki.intermediate.leaf("v3ca-client").client().ca().build();
+    let files = leaf.write(pki.dir.path(), "v3ca-client");
+    let cfg = raw_client(&pki.ca_file(), Some((&files.cert, &files.key)));
+    assert!(ask_raw(cfg, srv.addr).await.is_err());
+    assert!(
+        common::eventually(5, async || {
+            let t = logs.text();
+            t.contains("reason=\"ca_as_leaf\"")
+                && t.contains("CN=v3ca-client")
+                && t.contains("basicConstraints=CA:FALSE")
+        })
+        .await,
+        "{}",
+        logs.text()
+    );
+}
+
 #[tokio::test]
 async fn revoked_certificate_is_refused_and_logged_with_its_serial() {
     let (logs, _g) = capture_logs();

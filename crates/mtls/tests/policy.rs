@@ -275,6 +275,59 @@ async fn a_refusal_names_the_rule_in_the_server_log_only() {
     );
 }
 
+/// The acceptor's error for a refusal during the handshake knows only the alert; it says
+/// so, and its message is not repeated by its source chain.
+#[tokio::test]
+async fn a_refusal_in_the_handshake_is_access_denied_in_the_handshake_error() {
+    use tokio::io::AsyncReadExt;
+
+    let pki = TestPki::new();
+    let (_, sf) = pki.server("localhost");
+    let server = Server::builder()
+        .identity(&sf.cert, &sf.key)
+        .client_ca(pki.ca_file())
+        .policy(p("cn:admin"))
+        .build()
+        .unwrap();
+    let (_, cf) = pki.client("intruder");
+    let client = Client::builder()
+        .identity(&cf.cert, &cf.key)
+        .ca(pki.ca_file())
+        .build()
+        .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("localhost:{}", tcp.local_addr().unwrap().port());
+    let acceptor = server.acceptor();
+    let accept = async {
+        let (io, _) = tcp.accept().await.unwrap();
+        acceptor.accept(io).await
+    };
+    let connect = async {
+        // Under TLS 1.3 the client may finish first; read until the server's alert.
+        if let Ok(mut tls) = client.connect(&addr).await {
+            let _ = tls.read(&mut [0; 16]).await;
+        }
+    };
+    let (accepted, ()) = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        tokio::join!(accept, connect)
+    })
+    .await
+    .unwrap();
+    let err = accepted.map(|_| ()).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            mtls::HandshakeError::Tls {
+                rejection: Some(mtls::Rejection::ApplicationDenied),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("policy refusal"), "{err}");
+    assert!(std::error::Error::source(&err).is_none(), "{err:?}");
+}
+
 #[tokio::test]
 async fn the_client_authorizes_the_server_by_policy() {
     let pki = TestPki::new();

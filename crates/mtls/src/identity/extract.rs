@@ -67,6 +67,11 @@ impl IdentityExtractor for DefaultExtractor {
 }
 
 /// An [`IdentityExtractor`] refused a peer.
+///
+/// Its message is printed; an underlying cause is returned by
+/// [`source`](std::error::Error::source) only when the message does not already contain
+/// the cause's text (so error reporters never print it twice), and is always available
+/// from [`cause`](Self::cause).
 pub struct ExtractError {
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
@@ -81,8 +86,10 @@ impl ExtractError {
         }
     }
 
-    /// An error with a message and an underlying cause (returned by
-    /// [`source`](std::error::Error::source), not repeated in the message).
+    /// An error with a message and an underlying cause. The cause is returned by
+    /// [`source`](std::error::Error::source), so the message should not repeat it: write
+    /// `with_source("tenant lookup failed", e)`, not `with_source(format!("…: {e}"), e)`
+    /// (if it does, `source()` skips the cause and returns the cause's own source).
     pub fn with_source(
         message: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
@@ -93,7 +100,9 @@ impl ExtractError {
         }
     }
 
-    /// An error whose message is the `Display` of `error` (also kept as the source).
+    /// An error whose message is the `Display` of `error`. The error is kept as the
+    /// [`cause`](Self::cause); as its text is the message, [`source`](std::error::Error::source)
+    /// returns the error's own source instead.
     pub fn from_error(error: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self {
             message: error.to_string(),
@@ -104,6 +113,12 @@ impl ExtractError {
     /// The message.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The underlying cause given to [`with_source`](Self::with_source) or
+    /// [`from_error`](Self::from_error), whether or not `source()` returns it.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.source.as_deref()
     }
 }
 
@@ -124,9 +139,12 @@ impl fmt::Display for ExtractError {
 
 impl std::error::Error for ExtractError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.source {
-            Some(e) if e.to_string() != self.message => Some(&**e as _),
-            _ => None,
+        let cause = self.source.as_deref()?;
+        if self.message.contains(&cause.to_string()) {
+            // Printed already: return only what the message does not print.
+            cause.source()
+        } else {
+            Some(cause)
         }
     }
 }

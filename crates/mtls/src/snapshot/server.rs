@@ -63,9 +63,10 @@ impl Load for ServerLoader {
         previous: Option<&ServerSnapshot>,
         generation: u64,
     ) -> Result<Loaded<ServerSnapshot>> {
-        let paths = spec.identity.as_ref().ok_or(Error::Incomplete(
-            "no server identity: call .identity(cert, key)",
-        ))?;
+        let paths = spec
+            .identity
+            .as_ref()
+            .ok_or(Error::MissingIdentity { role: Role::Server })?;
         let policy = spec.policy.clone().ok_or(Error::MissingPolicy)?;
         let now = SystemTime::now();
         let cas = material::load_cas(&spec.cas, now)?;
