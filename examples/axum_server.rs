@@ -214,7 +214,7 @@ async fn run(args: Args) -> ExitCode {
     let mut builder = Server::builder()
         .identity(&args.cert, &args.key)
         .policy(args.policy.clone())
-        .alpn(mtls_axum::HTTP_ALPN)
+        .alpn(mtls::HTTP_ALPN)
         .client_auth(if args.optional_client_auth {
             ClientAuth::Optional
         } else {

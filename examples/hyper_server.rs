@@ -193,7 +193,7 @@ async fn main() -> ExitCode {
     let mut builder = mtls::Server::builder()
         .identity(cert, key)
         .policy(policy)
-        .alpn(mtls_hyper::ALPN);
+        .alpn(mtls::HTTP_ALPN);
     for ca in args.client_cas {
         builder = builder.client_ca(ca);
     }

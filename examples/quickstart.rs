@@ -72,7 +72,7 @@ async fn run() -> Result<(), BoxError> {
         .identity(&server_files.cert, &server_files.key)
         .client_ca(&ca)
         .policy(policy.clone())
-        .alpn(mtls_axum::HTTP_ALPN)
+        .alpn(mtls::HTTP_ALPN)
         .build()?;
     let app = Router::new().route("/whoami", get(whoami));
     let listener = MtlsListener::bind("127.0.0.1:0", &server).await?;

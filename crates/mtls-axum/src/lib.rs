@@ -6,7 +6,7 @@
 //! - [`MtlsListener`]: an [`axum::serve::Listener`] that completes mTLS handshakes off
 //!   the accept path (each in its own task, with a timeout and a cap on concurrent
 //!   handshakes), so `axum::serve(listener, …)` — with graceful shutdown — serves HTTP/1.1
-//!   and HTTP/2 (by ALPN, see [`HTTP_ALPN`]) over mTLS.
+//!   and HTTP/2 (by ALPN, see [`mtls::HTTP_ALPN`]) over mTLS.
 //! - [`MtlsRouterExt::into_mtls_service`]: serves the router so that every request carries
 //!   its connection's [`TlsConnectInfo`] (identity, principal, remote address, ALPN).
 //! - Extractors: [`PeerIdentity`] (401 without a client certificate;
@@ -41,7 +41,7 @@
 //!         // Clients without a certificate may connect; routes decide.
 //!         .client_auth(ClientAuth::Optional)
 //!         .policy(Policy::any_verified())
-//!         .alpn(mtls_axum::HTTP_ALPN)
+//!         .alpn(mtls::HTTP_ALPN)
 //!         .build()?;
 //!
 //!     let app = Router::new()
@@ -111,6 +111,6 @@ mod mock;
 mod policy;
 
 pub use extract::{IdentityRejection, PeerIdentity, Principal};
-pub use listener::{HTTP_ALPN, MtlsListener, MtlsRouterExt, MtlsStream, TlsConnectInfo};
+pub use listener::{MtlsListener, MtlsRouterExt, MtlsStream, TlsConnectInfo};
 pub use mock::{MockPeerIdentity, MockPeerIdentityService};
 pub use policy::{RequirePolicy, RequirePolicyLayer, ResponseFuture};

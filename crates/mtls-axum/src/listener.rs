@@ -19,23 +19,6 @@ use mtls::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-/// The ALPN protocols an HTTP server should offer: HTTP/2 first, then HTTP/1.1.
-///
-/// Pass them to [`ServerBuilder::alpn`](mtls::ServerBuilder::alpn); without them every
-/// client speaks HTTP/1.1 (or HTTP/2 only with prior knowledge).
-///
-/// ```no_run
-/// # fn main() -> Result<(), mtls::Error> {
-/// let server = mtls::Server::builder()
-///     .identity("server.crt", "server.key")
-///     .client_ca("ca.crt")
-///     .policy(mtls::Policy::any_verified())
-///     .alpn(mtls_axum::HTTP_ALPN)
-///     .build()?;
-/// # let _ = server; Ok(()) }
-/// ```
-pub const HTTP_ALPN: [&str; 2] = ["h2", "http/1.1"];
-
 // === impl MtlsListener ===
 
 /// An [`axum::serve::Listener`] that accepts TCP connections and completes their mTLS
@@ -60,7 +43,7 @@ pub const HTTP_ALPN: [&str; 2] = ["h2", "http/1.1"];
 ///     .identity("server.crt", "server.key")
 ///     .client_ca("ca.crt")
 ///     .policy(mtls::Policy::any_verified())
-///     .alpn(mtls_axum::HTTP_ALPN)
+///     .alpn(mtls::HTTP_ALPN)
 ///     .build()?;
 /// let app = Router::new().route(
 ///     "/",
@@ -88,7 +71,7 @@ impl MtlsListener<DefaultExtractor> {
     /// Binds a TCP listener on `addr` and serves `server`'s handshakes with default
     /// [`ListenerOptions`]. Must be called within a tokio runtime.
     ///
-    /// Logs a warning when `server` has no ALPN protocols (see [`HTTP_ALPN`]).
+    /// Logs a warning when `server` has no ALPN protocols (see [`mtls::HTTP_ALPN`]).
     ///
     /// # Errors
     /// When the address cannot be bound.
@@ -97,7 +80,7 @@ impl MtlsListener<DefaultExtractor> {
             tracing::warn!(
                 target: "mtls_axum",
                 "the server offers no ALPN protocols, so clients cannot negotiate HTTP/2; \
-                 call .alpn(mtls_axum::HTTP_ALPN) on the mtls::ServerBuilder"
+                 call .alpn(mtls::HTTP_ALPN) on the mtls::ServerBuilder"
             );
         }
         Self::bind_with(addr, server.acceptor(), ListenerOptions::default()).await

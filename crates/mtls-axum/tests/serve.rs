@@ -59,7 +59,7 @@ fn server(pki: &TestPki, auth: ClientAuth) -> mtls::ServerBuilder {
         .client_ca(pki.ca_file())
         .client_auth(auth)
         .policy(Policy::any_verified())
-        .alpn(mtls_axum::HTTP_ALPN)
+        .alpn(mtls::HTTP_ALPN)
 }
 
 async fn start(listener: MtlsListener<impl mtls::IdentityExtractor>, app: Router) -> Running {
@@ -362,7 +362,7 @@ async fn http2_by_alpn_several_requests_on_one_connection_see_the_same_identity(
     let bob = Client::builder()
         .ca(pki.ca_file())
         .identity(files.cert, files.key)
-        .alpn(["h2", "http/1.1"])
+        .alpn(mtls::HTTP_ALPN)
         .build()
         .unwrap();
 

@@ -33,7 +33,7 @@
 //!     .identity(server_cert, server_key)
 //!     .client_ca(&ca)
 //!     .policy("cn:alice".parse::<Policy>()?)
-//!     .alpn(mtls_hyper::ALPN)
+//!     .alpn(mtls::HTTP_ALPN)
 //!     .build()?;
 //! let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let listener = TlsListener::new(tcp, server.acceptor())?;
@@ -79,17 +79,3 @@ pub mod server;
 
 pub use connector::{ConnectError, Connector, ServerIdentity, TlsConnection};
 pub use server::{RemoteAddr, Server};
-
-/// ALPN protocols for an [`mtls::ServerBuilder`] serving hyper: `h2`, then `http/1.1`.
-///
-/// ```no_run
-/// # fn main() -> Result<(), mtls::Error> {
-/// let server = mtls::Server::builder()
-///     .identity("server.crt", "server.key")
-///     .client_ca("ca.crt")
-///     .policy(mtls::Policy::any_verified())
-///     .alpn(mtls_hyper::ALPN)
-///     .build()?;
-/// # let _ = server; Ok(()) }
-/// ```
-pub const ALPN: [&str; 2] = ["h2", "http/1.1"];

@@ -25,7 +25,7 @@
 //! When ALPN selected `h2`, the connection is served as HTTP/2 only. Otherwise hyper-util
 //! detects the protocol from the connection preface, and HTTP/1.1 upgrades (WebSocket)
 //! are supported. The `mtls::Server` offers no ALPN unless it was built with
-//! [`.alpn(mtls_hyper::ALPN)`](crate::ALPN); without it, clients that rely on ALPN to
+//! [`.alpn(mtls::HTTP_ALPN)`](mtls::HTTP_ALPN); without it, clients that rely on ALPN to
 //! pick HTTP/2 fall back to HTTP/1.1.
 //!
 //! # Services
@@ -59,7 +59,7 @@
 //!     .identity("server.crt", "server.key")
 //!     .client_ca("ca.crt")
 //!     .policy("spiffe:prod.example.org".parse::<Policy>()?)
-//!     .alpn(mtls_hyper::ALPN)
+//!     .alpn(mtls::HTTP_ALPN)
 //!     .build()?;
 //! let tcp = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
 //! let listener = TlsListener::new(tcp, server.acceptor())?;

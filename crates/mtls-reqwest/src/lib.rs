@@ -100,8 +100,10 @@ pub use mtls::{Policy, ReloadHandle, TlsVersion};
 pub use classify::{TlsFailure, classify, classify_error};
 pub use rotating::RotatingClient;
 
-/// The ALPN protocols offered unless [`MtlsClientBuilder::alpn`] says otherwise.
-pub const DEFAULT_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// [`mtls::HTTP_ALPN`] as reqwest's config wants it.
+fn http_alpn() -> Vec<Vec<u8>> {
+    mtls::HTTP_ALPN.map(|p| p.as_bytes().to_vec()).to_vec()
+}
 
 /// Builds an [`MtlsClient`]. Start from [`MtlsClient::builder`].
 #[must_use]
@@ -115,7 +117,7 @@ impl Default for MtlsClientBuilder {
     fn default() -> Self {
         Self {
             inner: mtls::Client::builder(),
-            alpn: DEFAULT_ALPN.iter().map(|p| p.to_vec()).collect(),
+            alpn: http_alpn(),
         }
     }
 }
@@ -165,7 +167,7 @@ impl MtlsClientBuilder {
         self
     }
 
-    /// The ALPN protocols offered, most preferred first. Default: [`DEFAULT_ALPN`]
+    /// The ALPN protocols offered, most preferred first. Default: [`mtls::HTTP_ALPN`]
     /// (`h2`, `http/1.1`). Pass only `http/1.1` if you also call reqwest's `http1_only()`:
     /// a server that picks `h2` gets HTTP/2 whatever reqwest was told.
     pub fn alpn<I, P>(mut self, protocols: I) -> Self
@@ -232,10 +234,10 @@ impl MtlsClient {
     }
 
     /// Wraps a client built with the core crate's [`mtls::ClientBuilder`] (for options this
-    /// builder does not repeat). ALPN is set to [`DEFAULT_ALPN`] on the config handed to
+    /// builder does not repeat). ALPN is set to [`mtls::HTTP_ALPN`] on the config handed to
     /// reqwest, whatever the core config says.
     pub fn from_client(client: mtls::Client) -> Self {
-        Self::from_client_with_alpn(client, DEFAULT_ALPN.iter().map(|p| p.to_vec()).collect())
+        Self::from_client_with_alpn(client, http_alpn())
     }
 
     fn from_client_with_alpn(client: mtls::Client, alpn: Vec<Vec<u8>>) -> Self {

@@ -219,7 +219,7 @@ async fn server_refused_by_policy_is_server_not_authorized() {
             .identity(&files.cert, &files.key)
             .client_ca(pki.ca_file())
             .policy(Policy::any_verified())
-            .alpn(["h2", "http/1.1"])
+            .alpn(mtls::HTTP_ALPN)
             .build()
             .unwrap(),
     )
@@ -368,7 +368,7 @@ async fn preconfigured_backend_is_recognised_by_reqwest() {
     let config = mtls.rustls_config();
     assert_eq!(
         config.alpn_protocols,
-        mtls_reqwest::DEFAULT_ALPN.map(<[u8]>::to_vec).to_vec()
+        mtls::HTTP_ALPN.map(|p| p.as_bytes().to_vec()).to_vec()
     );
     assert!(config.client_auth_cert_resolver.has_certs());
     let http = mtls.reqwest_builder().timeout(TIMEOUT).build().unwrap();

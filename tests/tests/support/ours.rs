@@ -66,7 +66,7 @@ pub fn guide_server(mode: ClientAuth) -> Server {
         .crl(g.crl())
         .client_auth(mode)
         .policy(Policy::any_verified())
-        .alpn(mtls_axum::HTTP_ALPN)
+        .alpn(mtls::HTTP_ALPN)
         .build()
         .expect("our server accepts the openssl-made guide PKI unchanged")
 }

@@ -250,7 +250,7 @@ fn mtls_server(certs: &Path, reload_every: Option<Duration>) -> Result<mtls::Ser
         .identity(&cert, &key)
         .client_ca(certs.join("ca.crt"))
         .policy(Policy::any_verified())
-        .alpn(mtls_hyper::ALPN)
+        .alpn(mtls::HTTP_ALPN)
         .session_cache(256)
         .build()?;
     if let Some(every) = reload_every {

@@ -49,7 +49,7 @@ impl Fixture {
             .identity(&self.server_cert, &self.server_key)
             .client_ca(&self.ca)
             .policy(Policy::any_verified())
-            .alpn(mtls_hyper::ALPN)
+            .alpn(mtls::HTTP_ALPN)
     }
 
     pub fn server(&self) -> mtls::Server {
