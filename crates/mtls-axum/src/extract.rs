@@ -276,10 +276,10 @@ fn principal<P: Clone + Send + Sync + 'static>(
 ) -> Result<Option<Principal<P>>, IdentityRejection> {
     let source = Source::find(&parts.extensions)?;
     let Source::Conn(info) = source else {
-        // A server loop that inserts bare extensions (`mtls_hyper::Server`) inserts the
-        // principal as its own type; with the default extractor it is the identity.
-        return match parts.extensions.get::<P>() {
-            Some(p) => Ok(Some(Principal(p.clone()))),
+        // A server loop that inserts the core's connection info (`mtls_hyper::HttpServer`)
+        // carries the principal in it; with the default extractor it is the identity.
+        return match parts.extensions.get::<mtls::ConnectionInfo<P>>() {
+            Some(conn) => Ok(conn.principal().cloned().map(Principal)),
             None => Err(IdentityRejection::NoPrincipal),
         };
     };

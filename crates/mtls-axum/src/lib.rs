@@ -83,7 +83,7 @@
 //! server serves each connection in its handshake task instead, and inserts the identity
 //! and the principal as request extensions, so a router using this crate's extractors
 //! and layers can be served with
-//! `mtls_hyper::Server::new(listener).serve_tower(app)`: one task and no queue per
+//! `mtls_hyper::HttpServer::new(listener).serve_tower(app)`: one task and no queue per
 //! connection, which the load bench (`benches/README.md`) measures as a few percent less
 //! CPU per short connection. What it does not give: [`TlsConnectInfo`] (ALPN, resumption),
 //! and anonymous clients under `ClientAuth::Optional`, which the extractors answer with 500

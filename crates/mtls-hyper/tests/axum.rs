@@ -1,5 +1,5 @@
 //! Interop with the axum adapter over real TLS on 127.0.0.1: the hyper connector against
-//! an `mtls_axum` server, and an axum `Router` served by `mtls_hyper::Server` as a tower
+//! an `mtls_axum` server, and an axum `Router` served by `mtls_hyper::HttpServer` as a tower
 //! service.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -48,7 +48,7 @@ async fn axum_router_served_as_a_tower_service() {
     let addr = listener.local_addr();
     // mtls-axum's extractor reads the `Arc<mtls::PeerIdentity>` extension we insert.
     let app = Router::new().route("/whoami", route_get(whoami));
-    let _task = tokio::spawn(mtls_hyper::Server::new(listener).serve_tower(app));
+    let _task = tokio::spawn(mtls_hyper::HttpServer::new(listener).serve_tower(app));
 
     for (name, version, connector) in [
         (
@@ -95,7 +95,7 @@ async fn axum_principal_extractor_under_the_hyper_server() {
             "/wrong",
             route_get(|Principal(n): Principal<u32>| async move { n.to_string() }),
         );
-    let _task = tokio::spawn(mtls_hyper::Server::new(listener).serve_tower(app));
+    let _task = tokio::spawn(mtls_hyper::HttpServer::new(listener).serve_tower(app));
 
     let client = http_client(Connector::new(&fx.client("alice")));
     let (head, body) = get(&client, url(addr, "/tenant")).await.unwrap();

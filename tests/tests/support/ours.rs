@@ -6,7 +6,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
@@ -89,7 +88,7 @@ pub async fn start(kind: Kind, mode: ClientAuth) -> OurServer {
             let listener = TlsListener::new(tcp, server.acceptor()).unwrap();
             let addr = listener.local_addr();
             let service = hyper::service::service_fn(hyper_whoami);
-            let task = tokio::spawn(mtls_hyper::Server::new(listener).serve(service));
+            let task = tokio::spawn(mtls_hyper::HttpServer::new(listener).serve(service));
             (addr, task)
         }
     };
@@ -101,9 +100,13 @@ async fn axum_whoami(peer: PeerIdentity) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::to_value(&*peer.0).unwrap_or_default())
 }
 
-/// hyper: the identity is in the request's extensions.
+/// hyper: the identity is in the connection info on every request.
 async fn hyper_whoami(req: Request<Incoming>) -> Result<Response<String>, Infallible> {
-    let (status, body) = match req.extensions().get::<Arc<mtls::PeerIdentity>>() {
+    let identity = req
+        .extensions()
+        .get::<mtls::ConnectionInfo>()
+        .and_then(mtls::ConnectionInfo::identity);
+    let (status, body) = match identity {
         Some(id) => (
             StatusCode::OK,
             serde_json::to_string(id.as_ref()).unwrap_or_default(),
