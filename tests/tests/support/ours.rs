@@ -12,7 +12,7 @@ use axum::routing::get;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use mtls::{ClientAuth, Policy, Server, TlsListener};
-use mtls_axum::{MtlsListener, MtlsRouterExt, PeerIdentity};
+use mtls_axum::{ClientIdentity, MtlsListener, MtlsRouterExt};
 
 use super::pki::guide;
 
@@ -96,7 +96,7 @@ pub async fn start(kind: Kind, mode: ClientAuth) -> OurServer {
 }
 
 /// axum: the extractor answers 401 for an anonymous client.
-async fn axum_whoami(peer: PeerIdentity) -> axum::Json<serde_json::Value> {
+async fn axum_whoami(peer: ClientIdentity) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::to_value(&*peer.0).unwrap_or_default())
 }
 
