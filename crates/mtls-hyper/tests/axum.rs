@@ -80,7 +80,7 @@ struct Tenant(String);
 #[tokio::test]
 async fn axum_principal_extractor_under_the_hyper_server() {
     let fx = Fixture::new();
-    let server = fx.server();
+    let server = fx.optional_server();
     let extractor = |id: &std::sync::Arc<mtls::PeerIdentity>| {
         Ok::<_, mtls::identity::ExtractError>(Tenant(format!(
             "tenant-{}",
@@ -96,6 +96,12 @@ async fn axum_principal_extractor_under_the_hyper_server() {
             route_get(|Principal(t): Principal<Tenant>| async move { t.0 }),
         )
         .route(
+            "/maybe",
+            route_get(|t: Option<Principal<Tenant>>| async move {
+                t.map_or_else(|| "none".to_owned(), |t| t.0.0)
+            }),
+        )
+        .route(
             "/wrong",
             route_get(|Principal(n): Principal<u32>| async move { n.to_string() }),
         );
@@ -104,9 +110,18 @@ async fn axum_principal_extractor_under_the_hyper_server() {
     let client = http_client(Connector::new(&fx.client("alice")));
     let (head, body) = get(&client, url(addr, "/tenant")).await.unwrap();
     assert_eq!((head.status.as_u16(), body.as_str()), (200, "tenant-alice"));
+    let (_, body) = get(&client, url(addr, "/maybe")).await.unwrap();
+    assert_eq!(body, "tenant-alice");
     // A principal type the server does not insert is a server misconfiguration.
     let (head, _) = get(&client, url(addr, "/wrong")).await.unwrap();
     assert_eq!(head.status, 500);
+
+    // An anonymous client: the `ConnectionInfo<Tenant>` says so.
+    let anonymous = http_client(Connector::new(&fx.client_builder().build().unwrap()));
+    let (head, _) = get(&anonymous, url(addr, "/tenant")).await.unwrap();
+    assert_eq!(head.status, 401);
+    let (head, body) = get(&anonymous, url(addr, "/maybe")).await.unwrap();
+    assert_eq!((head.status.as_u16(), body.as_str()), (200, "none"));
 }
 
 /// The routes of the anonymous-client tests: one that requires an identity, one open to
@@ -162,42 +177,6 @@ async fn axum_router_under_the_hyper_server_answers_anonymous_clients_under_opti
         assert_eq!(head.status.as_u16(), want_status, "{path}: {body}");
         assert!(body.contains(want_body), "{path}: {body}");
     }
-}
-
-#[tokio::test]
-async fn axum_principal_of_an_anonymous_client_under_the_hyper_server() {
-    let fx = Fixture::new();
-    let server = fx.optional_server();
-    let extractor = |id: &std::sync::Arc<mtls::PeerIdentity>| {
-        Ok::<_, mtls::identity::ExtractError>(Tenant(format!(
-            "tenant-{}",
-            id.common_name().unwrap_or("?")
-        )))
-    };
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let listener = mtls::TlsListener::new(tcp, server.acceptor_with(extractor)).unwrap();
-    let addr = listener.local_addr();
-    let app = Router::new()
-        .route(
-            "/tenant",
-            route_get(|Principal(t): Principal<Tenant>| async move { t.0 }),
-        )
-        .route(
-            "/maybe",
-            route_get(|t: Option<Principal<Tenant>>| async move {
-                t.map_or_else(|| "none".to_owned(), |t| t.0.0)
-            }),
-        );
-    let _task = tokio::spawn(HttpServer::new(listener).serve_tower(app));
-    let anonymous = http_client(Connector::new(&fx.client_builder().build().unwrap()));
-    let alice = http_client(Connector::new(&fx.client("alice")));
-
-    let (head, _) = get(&anonymous, url(addr, "/tenant")).await.unwrap();
-    assert_eq!(head.status, 401);
-    let (head, body) = get(&anonymous, url(addr, "/maybe")).await.unwrap();
-    assert_eq!((head.status.as_u16(), body.as_str()), (200, "none"));
-    let (_, body) = get(&alice, url(addr, "/maybe")).await.unwrap();
-    assert_eq!(body, "tenant-alice");
 }
 
 #[tokio::test]
