@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use axum::Router;
 use axum::routing::get;
 use mtls::{ClientAuth, Policy, Server};
-use mtls_axum::{MtlsListener, MtlsRouterExt, PeerIdentity, RequirePolicyLayer};
+use mtls_axum::{ClientIdentity, MtlsListener, MtlsRouterExt, RequirePolicyLayer};
 
 const USAGE: &str = "\
 usage: axum_server --listen ADDR --cert FILE --key FILE --client-ca FILE [--client-ca FILE]...
@@ -158,12 +158,12 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
 }
 
 /// `GET /whoami`: the identity as JSON; 401 (by the extractor) without a certificate.
-async fn whoami(peer: PeerIdentity) -> axum::Json<serde_json::Value> {
+async fn whoami(peer: ClientIdentity) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::to_value(&*peer).unwrap_or_default())
 }
 
 /// `GET /admin`, behind the policy layer.
-async fn admin(peer: PeerIdentity) -> axum::Json<serde_json::Value> {
+async fn admin(peer: ClientIdentity) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({
         "admin": true,
         "common_name": peer.common_name(),
@@ -214,7 +214,7 @@ async fn run(args: Args) -> ExitCode {
     let mut builder = Server::builder()
         .identity(&args.cert, &args.key)
         .policy(args.policy.clone())
-        .alpn(mtls_axum::HTTP_ALPN)
+        .alpn(mtls::HTTP_ALPN)
         .client_auth(if args.optional_client_auth {
             ClientAuth::Optional
         } else {

@@ -18,12 +18,11 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use mtls::{ClientAuth, PeerIdentity, Policy, TlsListener};
+use mtls::{ClientAuth, ConnectionInfo, Policy, TlsListener};
 
 const USAGE: &str = "usage: hyper_server --listen ADDR --cert FILE --key FILE --client-ca FILE \
 [--client-ca FILE]... [--crl FILE]... (--allow SPEC [--allow SPEC]... | --allow-any) \
@@ -110,7 +109,11 @@ fn json(status: StatusCode, body: String) -> Response<String> {
 }
 
 async fn whoami(req: Request<Incoming>) -> Result<Response<String>, Infallible> {
-    let Some(identity) = req.extensions().get::<Arc<PeerIdentity>>() else {
+    let identity = req
+        .extensions()
+        .get::<ConnectionInfo>()
+        .and_then(ConnectionInfo::identity);
+    let Some(identity) = identity else {
         let body = serde_json::json!({
             "error": "unauthenticated",
             "message": "this endpoint needs a client certificate",
@@ -193,7 +196,7 @@ async fn main() -> ExitCode {
     let mut builder = mtls::Server::builder()
         .identity(cert, key)
         .policy(policy)
-        .alpn(mtls_hyper::ALPN);
+        .alpn(mtls::HTTP_ALPN);
     for ca in args.client_cas {
         builder = builder.client_ca(ca);
     }
@@ -228,7 +231,7 @@ async fn main() -> ExitCode {
     let _ = writeln!(stdout, "listening on {}", listener.local_addr());
     let _ = stdout.flush();
 
-    mtls_hyper::Server::new(listener)
+    mtls_hyper::HttpServer::new(listener)
         .grace_period(Duration::from_secs(10))
         .serve_with_shutdown(hyper::service::service_fn(whoami), shutdown_signal())
         .await;

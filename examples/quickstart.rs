@@ -21,13 +21,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use mtls::{Client, Policy, Server};
-use mtls_axum::{MtlsListener, MtlsRouterExt, PeerIdentity};
+use mtls_axum::{ClientIdentity, MtlsListener, MtlsRouterExt};
 use mtls_testing::TestPki;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
 /// The handler: answers with the client's identity as JSON.
-async fn whoami(peer: PeerIdentity) -> axum::Json<serde_json::Value> {
+async fn whoami(peer: ClientIdentity) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::to_value(&*peer).unwrap_or_default())
 }
 
@@ -72,7 +72,7 @@ async fn run() -> Result<(), BoxError> {
         .identity(&server_files.cert, &server_files.key)
         .client_ca(&ca)
         .policy(policy.clone())
-        .alpn(mtls_axum::HTTP_ALPN)
+        .alpn(mtls::HTTP_ALPN)
         .build()?;
     let app = Router::new().route("/whoami", get(whoami));
     let listener = MtlsListener::bind("127.0.0.1:0", &server).await?;

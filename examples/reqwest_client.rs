@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mtls_reqwest::{MtlsClient, Policy, classify};
+use mtls::Policy;
+use mtls_reqwest::classify;
 
 const USAGE: &str = "usage: reqwest_client --cert FILE --key FILE --ca FILE \
                      [--server-policy SPEC] URL";
@@ -84,15 +85,14 @@ fn explain(err: &reqwest::Error) -> String {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let mut builder = MtlsClient::builder()
+    let mut builder = mtls::Client::builder()
         .identity(&args.cert, &args.key)
         .ca(&args.ca);
     if let Some(policy) = args.policy {
         builder = builder.server_policy(policy);
     }
     let mtls = builder.build().map_err(|e| e.to_string())?;
-    let http = mtls
-        .reqwest_builder()
+    let http = mtls_reqwest::builder(&mtls)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
         .build()

@@ -1,6 +1,6 @@
 //! Interop matrix, part 2: our clients against third-party mTLS servers.
 //!
-//! Clients: mtls-reqwest (`MtlsClient` → `reqwest::Client`) and mtls-hyper
+//! Clients: mtls-reqwest (`mtls_reqwest::builder(&mtls::Client)` → `reqwest::Client`) and mtls-hyper
 //! (`Connector` + hyper-util's legacy client). Servers: nginx (`ssl_verify_client on`,
 //! `ssl_client_certificate`, `ssl_crl`), HAProxy (`bind … ssl crt server.pem ca-file
 //! ca.crt verify required crl-file crl.pem`, echoing the client's CN) and `openssl
@@ -27,7 +27,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
-use mtls_reqwest::MtlsClient;
 use support::check::{Outcome, assert_http, assert_refused, record};
 use support::pki::{Case, guide};
 use support::proc::{self, Daemon, require};
@@ -86,8 +85,7 @@ impl Ours {
 }
 
 async fn reqwest_get(case: Case, url: &str) -> Outcome {
-    let http = MtlsClient::from_client(mtls_client(case))
-        .reqwest_builder()
+    let http = mtls_reqwest::builder(&mtls_client(case))
         .timeout(TIMEOUT)
         .build()
         .unwrap();

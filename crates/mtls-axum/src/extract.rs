@@ -14,33 +14,48 @@ use crate::listener::TlsConnectInfo;
 
 /// Where a request's identity comes from, in order of precedence.
 pub(crate) enum Source<'a> {
+    /// axum's `ConnectInfo<TlsConnectInfo>`:
     /// [`MtlsRouterExt::into_mtls_service`](crate::MtlsRouterExt::into_mtls_service) or
     /// [`MockPeerIdentity`](crate::MockPeerIdentity).
     Conn(&'a TlsConnectInfo),
-    /// A bare `Arc<mtls::PeerIdentity>` request extension (e.g. inserted by another server
-    /// loop).
+    /// The core's connection info with the default principal type, as
+    /// `mtls_hyper::HttpServer` inserts it.
+    Core(&'a mtls::ConnectionInfo),
+    /// A bare `Arc<mtls::PeerIdentity>` request extension (inserted by
+    /// `mtls_hyper::HttpServer` beside a connection info of a custom principal type, or by
+    /// another server loop).
     Bare(&'a Arc<mtls::PeerIdentity>),
 }
 
 impl Source<'_> {
-    pub(crate) fn find(ext: &Extensions) -> Result<Source<'_>, IdentityRejection> {
+    /// The connection info of the request, if it carries one.
+    pub(crate) fn lookup(ext: &Extensions) -> Option<Source<'_>> {
         if let Some(ConnectInfo(info)) = ext.get::<ConnectInfo<TlsConnectInfo>>() {
-            return Ok(Source::Conn(info));
+            return Some(Source::Conn(info));
         }
-        if let Some(id) = ext.get::<Arc<mtls::PeerIdentity>>() {
-            return Ok(Source::Bare(id));
+        if let Some(info) = ext.get::<mtls::ConnectionInfo>() {
+            return Some(Source::Core(info));
         }
-        tracing::error!(
-            target: "mtls_axum",
-            "{}",
-            IdentityRejection::MissingConnectInfo.body_text()
-        );
-        Err(IdentityRejection::MissingConnectInfo)
+        ext.get::<Arc<mtls::PeerIdentity>>().map(Source::Bare)
+    }
+
+    /// As [`lookup`](Self::lookup); a request without connection info is a server
+    /// misconfiguration, logged and refused with 500.
+    pub(crate) fn find(ext: &Extensions) -> Result<Source<'_>, IdentityRejection> {
+        Self::lookup(ext).ok_or_else(|| {
+            tracing::error!(
+                target: "mtls_axum",
+                "{}",
+                IdentityRejection::MissingConnectInfo.body_text()
+            );
+            IdentityRejection::MissingConnectInfo
+        })
     }
 
     pub(crate) fn identity(&self) -> Option<&Arc<mtls::PeerIdentity>> {
         match self {
             Source::Conn(info) => info.identity(),
+            Source::Core(info) => info.identity(),
             Source::Bare(id) => Some(id),
         }
     }
@@ -61,8 +76,10 @@ pub enum IdentityRejection {
     /// A policy refused the client's certificate: 403. The [`Denied`](mtls::Denied) names
     /// the rule; it is logged, never sent to the client.
     Forbidden(mtls::Denied),
-    /// The request carries no connection info: the router was served without
-    /// [`into_mtls_service`](crate::MtlsRouterExt::into_mtls_service). 500.
+    /// The request carries no connection info: the router was served by plain
+    /// `axum::serve` without [`into_mtls_service`](crate::MtlsRouterExt::into_mtls_service),
+    /// or by a loop that inserts neither an [`mtls::ConnectionInfo`] nor the peer's
+    /// identity. 500.
     MissingConnectInfo,
     /// The handler asked for a principal of another type than the listener's
     /// [`IdentityExtractor`](mtls::IdentityExtractor) produces. 500.
@@ -72,9 +89,9 @@ pub enum IdentityRejection {
         /// The type the extractor produced.
         available: &'static str,
     },
-    /// There is an identity but no principal: it came from a bare
-    /// `Arc<mtls::PeerIdentity>` request extension, and no request extension of the
-    /// principal's type was inserted beside it. 500.
+    /// There is an identity but no principal of the requested type: the request carries
+    /// an [`mtls::ConnectionInfo`] of another principal type, or only a bare
+    /// `Arc<mtls::PeerIdentity>`. 500.
     NoPrincipal,
 }
 
@@ -107,7 +124,8 @@ impl IdentityRejection {
                  the router with `axum::serve(listener, app.into_mtls_service())` (trait \
                  `mtls_axum::MtlsRouterExt`) or \
                  `app.into_make_service_with_connect_info::<mtls_axum::TlsConnectInfo>()`, \
-                 with a `mtls_axum::MtlsListener`; in handler tests add the \
+                 with a `mtls_axum::MtlsListener`, or with \
+                 `mtls_hyper::HttpServer::serve_tower(app)`; in handler tests add the \
                  `mtls_axum::MockPeerIdentity` layer"
                     .to_owned()
             }
@@ -119,8 +137,9 @@ impl IdentityRejection {
                  but the listener's identity extractor produces `{available}`"
             ),
             Self::NoPrincipal => {
-                "server misconfiguration: the request's identity has no principal; serve with \
-                 a `mtls_axum::MtlsListener` built from `Server::acceptor_with(extractor)`"
+                "server misconfiguration: the request's identity has no principal of the type \
+                 the handler asked for; serve with a listener built from \
+                 `Server::acceptor_with(extractor)` whose extractor produces that type"
                     .to_owned()
             }
         }
@@ -146,29 +165,33 @@ impl IntoResponse for IdentityRejection {
     }
 }
 
-// === impl PeerIdentity ===
+// === impl ClientIdentity ===
 
 /// Extracts the verified client's [`mtls::PeerIdentity`]; rejects an anonymous client
 /// with 401.
 ///
-/// Take `Option<PeerIdentity>` on routes open to anonymous clients (under
+/// Take `Option<ClientIdentity>` on routes open to anonymous clients (under
 /// [`ClientAuth::Optional`](mtls::ClientAuth::Optional)): it is `None` for them.
-/// Both forms answer 500 when the router was served without
-/// [`into_mtls_service`](crate::MtlsRouterExt::into_mtls_service), rather than treating
+/// Both forms answer 500 when the request carries no connection info (a router served
+/// by plain `axum::serve` without
+/// [`into_mtls_service`](crate::MtlsRouterExt::into_mtls_service)), rather than treating
 /// every client as anonymous.
+///
+/// Named for what it extracts, the client's identity, so that it does not shadow the
+/// core's [`mtls::PeerIdentity`], which it derefs to.
 ///
 /// Cloning and extracting cost a reference-count increment; the identity was parsed once,
 /// during the handshake.
 ///
 /// ```
 /// use axum::{Router, routing::get};
-/// use mtls_axum::PeerIdentity;
+/// use mtls_axum::ClientIdentity;
 ///
-/// async fn whoami(peer: PeerIdentity) -> String {
+/// async fn whoami(peer: ClientIdentity) -> String {
 ///     peer.common_name().unwrap_or("(no CN)").to_owned()
 /// }
 ///
-/// async fn hello(peer: Option<PeerIdentity>) -> String {
+/// async fn hello(peer: Option<ClientIdentity>) -> String {
 ///     match peer {
 ///         Some(peer) => format!("hello {}", peer.subject()),
 ///         None => "hello, anonymous".to_owned(),
@@ -180,9 +203,9 @@ impl IntoResponse for IdentityRejection {
 ///     .route("/hello", get(hello));
 /// ```
 #[derive(Debug, Clone)]
-pub struct PeerIdentity(pub Arc<mtls::PeerIdentity>);
+pub struct ClientIdentity(pub Arc<mtls::PeerIdentity>);
 
-impl Deref for PeerIdentity {
+impl Deref for ClientIdentity {
     type Target = mtls::PeerIdentity;
 
     fn deref(&self) -> &mtls::PeerIdentity {
@@ -190,13 +213,13 @@ impl Deref for PeerIdentity {
     }
 }
 
-impl From<PeerIdentity> for Arc<mtls::PeerIdentity> {
-    fn from(peer: PeerIdentity) -> Self {
+impl From<ClientIdentity> for Arc<mtls::PeerIdentity> {
+    fn from(peer: ClientIdentity) -> Self {
         peer.0
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for PeerIdentity {
+impl<S: Send + Sync> FromRequestParts<S> for ClientIdentity {
     type Rejection = IdentityRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
@@ -207,7 +230,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerIdentity {
     }
 }
 
-impl<S: Send + Sync> OptionalFromRequestParts<S> for PeerIdentity {
+impl<S: Send + Sync> OptionalFromRequestParts<S> for ClientIdentity {
     type Rejection = IdentityRejection;
 
     async fn from_request_parts(
@@ -230,7 +253,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for PeerIdentity {
 ///
 /// `Option<Principal<P>>` is `None` for anonymous clients. Asking for a `P` other than the
 /// extractor's principal type is a server bug and answers 500. With the default
-/// extractor, `P` is `Arc<mtls::PeerIdentity>`.
+/// extractor, `P` is `Arc<mtls::PeerIdentity>`. Under `mtls_hyper::HttpServer` (a router
+/// served with `serve_tower`) the principal is read from the request's
+/// [`mtls::ConnectionInfo<P>`](mtls::ConnectionInfo).
 ///
 /// ```
 /// use std::sync::Arc;
@@ -274,15 +299,31 @@ impl<P> Deref for Principal<P> {
 fn principal<P: Clone + Send + Sync + 'static>(
     parts: &Parts,
 ) -> Result<Option<Principal<P>>, IdentityRejection> {
-    let source = Source::find(&parts.extensions)?;
-    let Source::Conn(info) = source else {
-        // A server loop that inserts bare extensions (`mtls_hyper::Server`) inserts the
-        // principal as its own type; with the default extractor it is the identity.
-        return match parts.extensions.get::<P>() {
-            Some(p) => Ok(Some(Principal(p.clone()))),
-            None => Err(IdentityRejection::NoPrincipal),
-        };
-    };
+    let ext = &parts.extensions;
+    if let Some(ConnectInfo(info)) = ext.get::<ConnectInfo<TlsConnectInfo>>() {
+        return principal_of(info);
+    }
+    // `mtls_hyper::HttpServer` inserts the core's connection info with the principal in it
+    // (with the default extractor, the principal is the identity).
+    if let Some(info) = ext.get::<mtls::ConnectionInfo<P>>() {
+        return Ok(info.principal().cloned().map(Principal));
+    }
+    // Connection info of another principal type, a bare identity, or nothing at all.
+    if Source::find(ext)?.identity().is_none() {
+        return Ok(None);
+    }
+    tracing::error!(
+        target: "mtls_axum",
+        requested = std::any::type_name::<P>(),
+        "{}",
+        IdentityRejection::NoPrincipal
+    );
+    Err(IdentityRejection::NoPrincipal)
+}
+
+fn principal_of<P: Clone + Send + Sync + 'static>(
+    info: &TlsConnectInfo,
+) -> Result<Option<Principal<P>>, IdentityRejection> {
     if info.identity().is_none() {
         return Ok(None);
     }

@@ -6,11 +6,11 @@
 //! - [`MtlsListener`]: an [`axum::serve::Listener`] that completes mTLS handshakes off
 //!   the accept path (each in its own task, with a timeout and a cap on concurrent
 //!   handshakes), so `axum::serve(listener, …)` — with graceful shutdown — serves HTTP/1.1
-//!   and HTTP/2 (by ALPN, see [`HTTP_ALPN`]) over mTLS.
+//!   and HTTP/2 (by ALPN, see [`mtls::HTTP_ALPN`]) over mTLS.
 //! - [`MtlsRouterExt::into_mtls_service`]: serves the router so that every request carries
 //!   its connection's [`TlsConnectInfo`] (identity, principal, remote address, ALPN).
-//! - Extractors: [`PeerIdentity`] (401 without a client certificate;
-//!   `Option<PeerIdentity>` for routes open to anonymous clients) and [`Principal<P>`] for
+//! - Extractors: [`ClientIdentity`] (401 without a client certificate;
+//!   `Option<ClientIdentity>` for routes open to anonymous clients) and [`Principal<P>`] for
 //!   the application's own principal type from a custom
 //!   [`IdentityExtractor`](mtls::IdentityExtractor).
 //! - [`RequirePolicyLayer`]: a tower layer applying an [`mtls::Policy`] to a route or a
@@ -20,13 +20,13 @@
 //! ```no_run
 //! use axum::{Router, routing::get};
 //! use mtls::{ClientAuth, Policy, Server};
-//! use mtls_axum::{MtlsListener, MtlsRouterExt, PeerIdentity, RequirePolicyLayer};
+//! use mtls_axum::{ClientIdentity, MtlsListener, MtlsRouterExt, RequirePolicyLayer};
 //!
-//! async fn whoami(peer: PeerIdentity) -> String {
+//! async fn whoami(peer: ClientIdentity) -> String {
 //!     format!("you are {}", peer.subject())
 //! }
 //!
-//! async fn public(peer: Option<PeerIdentity>) -> String {
+//! async fn public(peer: Option<ClientIdentity>) -> String {
 //!     match peer {
 //!         Some(peer) => format!("hello {}", peer.subject()),
 //!         None => "hello, anonymous".to_owned(),
@@ -41,7 +41,7 @@
 //!         // Clients without a certificate may connect; routes decide.
 //!         .client_auth(ClientAuth::Optional)
 //!         .policy(Policy::any_verified())
-//!         .alpn(mtls_axum::HTTP_ALPN)
+//!         .alpn(mtls::HTTP_ALPN)
 //!         .build()?;
 //!
 //!     let app = Router::new()
@@ -63,31 +63,46 @@
 //!
 //! ## How the identity reaches handlers
 //!
-//! axum hands the connection to the router only through
-//! [`Connected`](axum::extract::connect_info::Connected), so the router must be served
-//! with [`into_mtls_service`](MtlsRouterExt::into_mtls_service) (or, equivalently,
-//! `into_make_service_with_connect_info::<TlsConnectInfo>()`). If it is served with plain
-//! `axum::serve(listener, app)`, the extractors and the policy layer cannot tell an
-//! anonymous client from a misconfigured server, so they answer **500** and log what to
-//! call, instead of silently treating every client as anonymous.
+//! The extractors and [`RequirePolicyLayer`] read the connection's info from the request,
+//! in this order:
 //!
-//! The extractors also accept a bare `Arc<mtls::PeerIdentity>` request extension, for
-//! routers served by another loop that inserts one (a request without it still answers
-//! 500 there, as no connection info says the client was anonymous). [`Principal<P>`]
-//! then reads a request extension of type `P`.
+//! 1. axum's [`ConnectInfo<TlsConnectInfo>`](axum::extract::ConnectInfo), put there when the
+//!    router is served over an [`MtlsListener`] with
+//!    [`into_mtls_service`](MtlsRouterExt::into_mtls_service) (or, equivalently,
+//!    `into_make_service_with_connect_info::<TlsConnectInfo>()`), or by
+//!    [`MockPeerIdentity`] in tests;
+//! 2. the core's [`mtls::ConnectionInfo`], which `mtls_hyper::HttpServer` puts on every
+//!    request (see *Fewer tasks per connection* below); [`Principal<P>`] reads an
+//!    `mtls::ConnectionInfo<P>` of its own `P`;
+//! 3. a bare `Arc<mtls::PeerIdentity>` request extension, inserted by other server loops
+//!    (and by mtls-hyper beside a connection info of a custom principal type).
+//!
+//! A request with connection info and no identity comes from an anonymous client (under
+//! [`ClientAuth::Optional`](mtls::ClientAuth::Optional)): 401 where an identity is
+//! required, `None` for `Option<…>`. A request with no connection info at all means the
+//! server was misconfigured — typically plain `axum::serve(listener, app)` without
+//! `into_mtls_service()` — so the extractors and the policy layer answer **500** and log
+//! what to call, instead of silently treating every client as anonymous.
+//!
+//! One case cannot be told apart: under `mtls_hyper::HttpServer` with a *custom*
+//! [`IdentityExtractor`](mtls::IdentityExtractor), an anonymous client's requests carry
+//! only an `mtls::ConnectionInfo<P>` of the application's `P`, which [`ClientIdentity`]
+//! and [`RequirePolicyLayer`] do not know, so they answer 500 there; take
+//! `Option<Principal<P>>`, which does know `P`, on routes open to anonymous clients.
 //!
 //! ## Fewer tasks per connection
 //!
 //! `axum::serve` takes each finished connection from the listener through a queue and
 //! spawns a task to serve it, beside the task that ran the handshake. `mtls-hyper`'s
-//! server serves each connection in its handshake task instead, and inserts the identity
-//! and the principal as request extensions, so a router using this crate's extractors
+//! server serves each connection in its handshake task instead, and puts the core's
+//! [`mtls::ConnectionInfo`] on every request, so a router using this crate's extractors
 //! and layers can be served with
-//! `mtls_hyper::Server::new(listener).serve_tower(app)`: one task and no queue per
+//! `mtls_hyper::HttpServer::new(listener).serve_tower(app)`: one task and no queue per
 //! connection, which the load bench (`benches/README.md`) measures as a few percent less
-//! CPU per short connection. What it does not give: [`TlsConnectInfo`] (ALPN, resumption),
-//! and anonymous clients under `ClientAuth::Optional`, which the extractors answer with 500
-//! there, as said above.
+//! CPU per short connection. Anonymous clients under `ClientAuth::Optional` are answered
+//! as over an [`MtlsListener`] (with the caveat above for custom extractors). What it does
+//! not give: axum's `ConnectInfo<TlsConnectInfo>` (handlers read `mtls::ConnectionInfo`
+//! from the request's extensions instead, e.g. with axum's `Extension` extractor).
 //!
 //! ## Where to authorize
 //!
@@ -95,6 +110,16 @@
 //! runs during the handshake: a refused client never reaches HTTP and only sees a TLS
 //! alert. [`RequirePolicyLayer`] runs per request, so different routes on one listener can
 //! have different rules and refusals are HTTP 401/403. Both can be combined.
+//!
+//! ## Naming
+//!
+//! The core crate's types keep their plain names (`mtls::Server`, `mtls::Client`,
+//! `mtls::PeerIdentity`, `mtls::ConnectionInfo`), and no adapter reuses one. This
+//! crate's types are named for their role in axum: [`MtlsListener`] (an axum
+//! `Listener`), [`MtlsRouterExt`], [`TlsConnectInfo`] (axum's `ConnectInfo` of a
+//! connection, built on `mtls::ConnectionInfo`), and the extractor [`ClientIdentity`],
+//! which derefs to `mtls::PeerIdentity` rather than shadowing it. What the adapters share
+//! lives once in the core: the ALPN list [`mtls::HTTP_ALPN`] and the connection info.
 //!
 //! ## Features
 //!
@@ -110,7 +135,7 @@ mod listener;
 mod mock;
 mod policy;
 
-pub use extract::{IdentityRejection, PeerIdentity, Principal};
-pub use listener::{HTTP_ALPN, MtlsListener, MtlsRouterExt, MtlsStream, TlsConnectInfo};
+pub use extract::{ClientIdentity, IdentityRejection, Principal};
+pub use listener::{MtlsListener, MtlsRouterExt, MtlsStream, TlsConnectInfo};
 pub use mock::{MockPeerIdentity, MockPeerIdentityService};
 pub use policy::{RequirePolicy, RequirePolicyLayer, ResponseFuture};

@@ -19,23 +19,6 @@ use mtls::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-/// The ALPN protocols an HTTP server should offer: HTTP/2 first, then HTTP/1.1.
-///
-/// Pass them to [`ServerBuilder::alpn`](mtls::ServerBuilder::alpn); without them every
-/// client speaks HTTP/1.1 (or HTTP/2 only with prior knowledge).
-///
-/// ```no_run
-/// # fn main() -> Result<(), mtls::Error> {
-/// let server = mtls::Server::builder()
-///     .identity("server.crt", "server.key")
-///     .client_ca("ca.crt")
-///     .policy(mtls::Policy::any_verified())
-///     .alpn(mtls_axum::HTTP_ALPN)
-///     .build()?;
-/// # let _ = server; Ok(()) }
-/// ```
-pub const HTTP_ALPN: [&str; 2] = ["h2", "http/1.1"];
-
 // === impl MtlsListener ===
 
 /// An [`axum::serve::Listener`] that accepts TCP connections and completes their mTLS
@@ -53,18 +36,18 @@ pub const HTTP_ALPN: [&str; 2] = ["h2", "http/1.1"];
 ///
 /// ```no_run
 /// use axum::{Router, routing::get};
-/// use mtls_axum::{MtlsListener, MtlsRouterExt, PeerIdentity};
+/// use mtls_axum::{ClientIdentity, MtlsListener, MtlsRouterExt};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let server = mtls::Server::builder()
 ///     .identity("server.crt", "server.key")
 ///     .client_ca("ca.crt")
 ///     .policy(mtls::Policy::any_verified())
-///     .alpn(mtls_axum::HTTP_ALPN)
+///     .alpn(mtls::HTTP_ALPN)
 ///     .build()?;
 /// let app = Router::new().route(
 ///     "/",
-///     get(|peer: PeerIdentity| async move { format!("hello {}", peer.subject()) }),
+///     get(|peer: ClientIdentity| async move { format!("hello {}", peer.subject()) }),
 /// );
 /// let listener = MtlsListener::bind("127.0.0.1:8443", &server).await?;
 /// axum::serve(listener, app.into_mtls_service())
@@ -88,7 +71,7 @@ impl MtlsListener<DefaultExtractor> {
     /// Binds a TCP listener on `addr` and serves `server`'s handshakes with default
     /// [`ListenerOptions`]. Must be called within a tokio runtime.
     ///
-    /// Logs a warning when `server` has no ALPN protocols (see [`HTTP_ALPN`]).
+    /// Logs a warning when `server` has no ALPN protocols (see [`mtls::HTTP_ALPN`]).
     ///
     /// # Errors
     /// When the address cannot be bound.
@@ -97,7 +80,7 @@ impl MtlsListener<DefaultExtractor> {
             tracing::warn!(
                 target: "mtls_axum",
                 "the server offers no ALPN protocols, so clients cannot negotiate HTTP/2; \
-                 call .alpn(mtls_axum::HTTP_ALPN) on the mtls::ServerBuilder"
+                 call .alpn(mtls::HTTP_ALPN) on the mtls::ServerBuilder"
             );
         }
         Self::bind_with(addr, server.acceptor(), ListenerOptions::default()).await
@@ -155,7 +138,7 @@ impl<E: IdentityExtractor> Listener for MtlsListener<E> {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         let accepted = self.inner.accept().await;
-        let info = TlsConnectInfo::from_peer(accepted.peer, accepted.remote_addr);
+        let info = TlsConnectInfo::new(accepted.peer, accepted.remote_addr);
         let stream = MtlsStream {
             stream: accepted.stream,
             info,
@@ -244,9 +227,16 @@ impl AsyncWrite for MtlsStream {
 
 // === impl TlsConnectInfo ===
 
-/// What is known about the peer of one mTLS connection: its verified identity (or none
-/// for an anonymous client), the application's principal, the remote address, the
-/// negotiated ALPN protocol and whether the session was resumed.
+/// What is known about the peer of one mTLS connection, as axum's
+/// [`ConnectInfo`](axum::extract::ConnectInfo): the core's [`mtls::ConnectionInfo`] of the
+/// connection (verified identity or none for an anonymous client, the application's
+/// principal, generation, ALPN, resumption) and the remote address.
+///
+/// axum's [`Connected`] trait cannot be implemented for the core's type, hence this thin
+/// wrapper. It holds the `mtls::ConnectionInfo<P>` the handshake produced, with the
+/// principal's type `P` erased so that one `TlsConnectInfo` serves every
+/// [`IdentityExtractor`]: its accessors read that value, and
+/// [`connection_info`](Self::connection_info) hands it out.
 ///
 /// Built once per connection; cloning it (axum does so for every request) costs a
 /// reference-count increment. Serving the router with
@@ -256,130 +246,120 @@ impl AsyncWrite for MtlsStream {
 /// also take `ConnectInfo<TlsConnectInfo>` themselves.
 #[derive(Clone)]
 pub struct TlsConnectInfo {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
+    conn: Arc<dyn Conn>,
     remote_addr: SocketAddr,
-    identity: Option<Arc<mtls::PeerIdentity>>,
-    principal: Option<ErasedPrincipal>,
-    alpn: Option<Vec<u8>>,
-    resumed: bool,
 }
 
-/// A principal of any type, with its type name for error messages.
-#[derive(Clone)]
-pub(crate) struct ErasedPrincipal {
-    value: Arc<dyn Any + Send + Sync>,
-    type_name: &'static str,
+/// The connection info behind a [`TlsConnectInfo`]: the core's `ConnectionInfo<P>` of a
+/// real connection, or what [`MockPeerIdentity`](crate::MockPeerIdentity) says.
+pub(crate) trait Conn: Send + Sync + 'static {
+    fn identity(&self) -> Option<&Arc<mtls::PeerIdentity>>;
+    fn principal(&self) -> Option<&(dyn Any + Send + Sync)>;
+    fn principal_type(&self) -> Option<&'static str>;
+    fn generation(&self) -> u64;
+    fn alpn(&self) -> Option<&[u8]>;
+    fn resumed(&self) -> bool;
+    fn as_any(&self) -> &dyn Any;
 }
 
-impl ErasedPrincipal {
-    pub(crate) fn new<P: Send + Sync + 'static>(principal: P) -> Self {
-        Self {
-            value: Arc::new(principal),
-            type_name: std::any::type_name::<P>(),
-        }
+impl<P: Send + Sync + 'static> Conn for ConnectionInfo<P> {
+    fn identity(&self) -> Option<&Arc<mtls::PeerIdentity>> {
+        Self::identity(self)
     }
-}
-
-impl fmt::Debug for ErasedPrincipal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.type_name)
+    fn principal(&self) -> Option<&(dyn Any + Send + Sync)> {
+        Self::principal(self).map(|p| p as &(dyn Any + Send + Sync))
+    }
+    fn principal_type(&self) -> Option<&'static str> {
+        Self::principal(self).map(|_| std::any::type_name::<P>())
+    }
+    fn generation(&self) -> u64 {
+        Self::generation(self)
+    }
+    fn alpn(&self) -> Option<&[u8]> {
+        Self::alpn(self)
+    }
+    fn resumed(&self) -> bool {
+        Self::resumed(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
 impl fmt::Debug for TlsConnectInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConnectInfo")
-            .field("remote_addr", &self.inner.remote_addr)
-            .field(
-                "subject",
-                &self.inner.identity.as_ref().map(|i| i.subject()),
-            )
+            .field("remote_addr", &self.remote_addr)
+            .field("subject", &self.identity().map(|i| i.subject()))
             .field("principal_type", &self.principal_type())
-            .field(
-                "alpn",
-                &self.inner.alpn.as_deref().map(String::from_utf8_lossy),
-            )
-            .field("resumed", &self.inner.resumed)
+            .field("generation", &self.generation())
+            .field("alpn", &self.alpn().map(String::from_utf8_lossy))
+            .field("resumed", &self.resumed())
             .finish()
     }
 }
 
 impl TlsConnectInfo {
-    pub(crate) fn from_peer<P: Clone + Send + Sync + 'static>(
-        peer: ConnectionInfo<P>,
+    pub(crate) fn new<P: Send + Sync + 'static>(
+        conn: ConnectionInfo<P>,
         remote_addr: SocketAddr,
     ) -> Self {
-        let alpn = peer.alpn().map(<[u8]>::to_vec);
-        let resumed = peer.resumed();
-        let (identity, principal) = peer.into_parts();
-        Self::from_parts(remote_addr, identity, principal, alpn, resumed)
+        Self::from_conn(Arc::new(conn), remote_addr)
     }
 
-    pub(crate) fn from_parts<P: Clone + Send + Sync + 'static>(
-        remote_addr: SocketAddr,
-        identity: Option<Arc<mtls::PeerIdentity>>,
-        principal: Option<P>,
-        alpn: Option<Vec<u8>>,
-        resumed: bool,
-    ) -> Self {
-        let principal = principal.map(ErasedPrincipal::new);
-        Self::from_erased(remote_addr, identity, principal, alpn, resumed)
+    pub(crate) fn from_conn(conn: Arc<dyn Conn>, remote_addr: SocketAddr) -> Self {
+        Self { conn, remote_addr }
     }
 
-    pub(crate) fn from_erased(
-        remote_addr: SocketAddr,
-        identity: Option<Arc<mtls::PeerIdentity>>,
-        principal: Option<ErasedPrincipal>,
-        alpn: Option<Vec<u8>>,
-        resumed: bool,
-    ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                remote_addr,
-                identity,
-                principal,
-                alpn,
-                resumed,
-            }),
-        }
+    /// The core's connection info, when the listener's [`IdentityExtractor`] produces
+    /// principals of type `P` (with the default extractor, `P` is
+    /// `Arc<mtls::PeerIdentity>`). `None` for another `P`, and under
+    /// [`MockPeerIdentity`](crate::MockPeerIdentity), which has no real connection.
+    pub fn connection_info<P: Send + Sync + 'static>(&self) -> Option<&ConnectionInfo<P>> {
+        self.conn.as_any().downcast_ref::<ConnectionInfo<P>>()
     }
 
     /// The peer's address.
     pub fn remote_addr(&self) -> SocketAddr {
-        self.inner.remote_addr
+        self.remote_addr
     }
 
     /// The verified and authorized peer, or `None` for an anonymous client under
     /// [`ClientAuth::Optional`](mtls::ClientAuth::Optional).
     pub fn identity(&self) -> Option<&Arc<mtls::PeerIdentity>> {
-        self.inner.identity.as_ref()
+        self.conn.identity()
+    }
+
+    /// Whether the client connected without a certificate.
+    pub fn is_anonymous(&self) -> bool {
+        self.identity().is_none()
     }
 
     /// The application's principal from the listener's [`IdentityExtractor`], if it is of
     /// type `P` (with the default extractor, `P` is `Arc<mtls::PeerIdentity>`).
     pub fn principal<P: Send + Sync + 'static>(&self) -> Option<&P> {
-        self.inner
-            .principal
-            .as_ref()
-            .and_then(|p| p.value.downcast_ref::<P>())
+        self.conn.principal().and_then(|p| p.downcast_ref::<P>())
     }
 
     /// The type name of the principal, when there is one.
     pub fn principal_type(&self) -> Option<&'static str> {
-        self.inner.principal.as_ref().map(|p| p.type_name)
+        self.conn.principal_type()
+    }
+
+    /// The generation of the material that admitted the connection (see
+    /// [`mtls::ConnectionInfo::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.conn.generation()
     }
 
     /// The negotiated ALPN protocol (`h2`, `http/1.1`), if any.
     pub fn alpn(&self) -> Option<&[u8]> {
-        self.inner.alpn.as_deref()
+        self.conn.alpn()
     }
 
     /// Whether the TLS session was resumed.
     pub fn resumed(&self) -> bool {
-        self.inner.resumed
+        self.conn.resumed()
     }
 }
 

@@ -1,5 +1,7 @@
 //! A layer that gives handlers a peer identity without TLS, for unit tests.
 
+use std::any::Any;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -9,28 +11,31 @@ use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::listener::{ErasedPrincipal, TlsConnectInfo};
+use crate::extract::Source;
+use crate::listener::{Conn, TlsConnectInfo};
 
 /// Makes every request look as if it came over an mTLS connection from a given peer (or
 /// an anonymous client), so handlers, extractors and
 /// [`RequirePolicyLayer`](crate::RequirePolicyLayer) can be tested without TLS, like
 /// axum's [`MockConnectInfo`](axum::extract::connect_info::MockConnectInfo).
 ///
-/// It inserts a [`ConnectInfo<TlsConnectInfo>`](ConnectInfo) into requests that have none;
-/// real connection info from
-/// [`into_mtls_service`](crate::MtlsRouterExt::into_mtls_service) takes precedence.
+/// It inserts a [`ConnectInfo<TlsConnectInfo>`](ConnectInfo) into requests that carry no
+/// connection info: real connection info (from
+/// [`into_mtls_service`](crate::MtlsRouterExt::into_mtls_service), or the
+/// [`mtls::ConnectionInfo`] that `mtls_hyper::HttpServer` inserts) takes precedence. Its
+/// [`TlsConnectInfo::connection_info`] is `None`: there is no real connection.
 ///
 /// ```
 /// use axum::{Router, body::Body, http::{Request, StatusCode}, routing::get};
 /// use mtls::rustls::pki_types::CertificateDer;
-/// use mtls_axum::{MockPeerIdentity, PeerIdentity};
+/// use mtls_axum::{ClientIdentity, MockPeerIdentity};
 /// use tower::ServiceExt;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let app = Router::new().route(
 ///     "/whoami",
-///     get(|peer: PeerIdentity| async move { peer.common_name().unwrap_or("").to_owned() }),
+///     get(|peer: ClientIdentity| async move { peer.common_name().unwrap_or("").to_owned() }),
 /// );
 ///
 /// // A certificate from the test PKI (any DER certificate will do).
@@ -111,13 +116,65 @@ impl MockPeerIdentity {
             (Some(_), Some(p)) => Some(p.clone()),
             (Some(id), None) => Some(ErasedPrincipal::new(id.clone())),
         };
-        TlsConnectInfo::from_erased(
-            self.remote_addr,
-            self.identity.clone(),
+        let conn = MockConn {
+            identity: self.identity.clone(),
             principal,
-            self.alpn.clone(),
-            false,
-        )
+            alpn: self.alpn.clone(),
+        };
+        TlsConnectInfo::from_conn(Arc::new(conn), self.remote_addr)
+    }
+}
+
+/// A principal of any type, with its type name for error messages.
+#[derive(Clone)]
+struct ErasedPrincipal {
+    value: Arc<dyn Any + Send + Sync>,
+    type_name: &'static str,
+}
+
+impl ErasedPrincipal {
+    fn new<P: Send + Sync + 'static>(principal: P) -> Self {
+        Self {
+            value: Arc::new(principal),
+            type_name: std::any::type_name::<P>(),
+        }
+    }
+}
+
+impl fmt::Debug for ErasedPrincipal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.type_name)
+    }
+}
+
+/// The connection a [`MockPeerIdentity`] pretends requests came over.
+struct MockConn {
+    identity: Option<Arc<mtls::PeerIdentity>>,
+    principal: Option<ErasedPrincipal>,
+    alpn: Option<Vec<u8>>,
+}
+
+impl Conn for MockConn {
+    fn identity(&self) -> Option<&Arc<mtls::PeerIdentity>> {
+        self.identity.as_ref()
+    }
+    fn principal(&self) -> Option<&(dyn Any + Send + Sync)> {
+        self.principal.as_ref().map(|p| &*p.value)
+    }
+    fn principal_type(&self) -> Option<&'static str> {
+        self.principal.as_ref().map(|p| p.type_name)
+    }
+    fn generation(&self) -> u64 {
+        self.identity.as_ref().map_or(0, |id| id.generation())
+    }
+    fn alpn(&self) -> Option<&[u8]> {
+        self.alpn.as_deref()
+    }
+    fn resumed(&self) -> bool {
+        false
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
@@ -152,11 +209,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        if req
-            .extensions()
-            .get::<ConnectInfo<TlsConnectInfo>>()
-            .is_none()
-        {
+        if Source::lookup(req.extensions()).is_none() {
             req.extensions_mut().insert(ConnectInfo(self.info.clone()));
         }
         self.inner.call(req)

@@ -20,8 +20,10 @@ use crate::extract::{IdentityRejection, Source};
 ///
 /// The rule that denied is logged through `tracing` (target `mtls_axum`, level `warn`)
 /// and put into the response's extensions as an [`IdentityRejection::Forbidden`], never
-/// sent to the client. Like the extractors, it answers 500 when the router was served
-/// without [`into_mtls_service`](crate::MtlsRouterExt::into_mtls_service).
+/// sent to the client. It reads the same connection info as the extractors (see the
+/// [crate docs](crate#how-the-identity-reaches-handlers)), and like them answers 500 when
+/// a request carries none (a router served by plain `axum::serve` without
+/// [`into_mtls_service`](crate::MtlsRouterExt::into_mtls_service)).
 ///
 /// With [`ClientAuth::Optional`](mtls::ClientAuth::Optional) and the handshake policy set
 /// to [`Policy::any_verified`], this gives per-route rules on one listener:

@@ -2,14 +2,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::routing::get;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use mtls::Policy;
 use mtls::rustls::pki_types::CertificateDer;
-use mtls_axum::{IdentityRejection, MockPeerIdentity, PeerIdentity, Principal, RequirePolicyLayer};
+use mtls_axum::{
+    ClientIdentity, IdentityRejection, MockPeerIdentity, Principal, RequirePolicyLayer,
+    TlsConnectInfo,
+};
 use tower::ServiceExt;
 
 fn identity(cn: &str) -> mtls::PeerIdentity {
@@ -24,7 +30,7 @@ fn app() -> Router {
     Router::new()
         .route(
             "/whoami",
-            get(|p: PeerIdentity| async move { p.common_name().unwrap_or("").to_owned() }),
+            get(|p: ClientIdentity| async move { p.common_name().unwrap_or("").to_owned() }),
         )
         .route(
             "/admin",
@@ -34,6 +40,16 @@ fn app() -> Router {
         .route(
             "/team",
             get(|Principal(t): Principal<u32>| async move { format!("team {t}") }),
+        )
+        .route(
+            "/info",
+            get(
+                |ConnectInfo(info): ConnectInfo<TlsConnectInfo>| async move {
+                    // No real connection behind a mock: no core connection info.
+                    let core = info.connection_info::<Arc<mtls::PeerIdentity>>();
+                    format!("{}|{}", info.is_anonymous(), core.is_some())
+                },
+            ),
         )
 }
 
@@ -80,7 +96,11 @@ async fn mock_anonymous_and_principal() {
         call(anon.clone(), "/admin").await.0,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(call(anon, "/team").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        call(anon.clone(), "/team").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(call(anon, "/info").await.1, "true|false");
 
     let team = app().layer(MockPeerIdentity::new(identity("bob")).with_principal(7u32));
     let (status, body, _) = call(team, "/team").await;

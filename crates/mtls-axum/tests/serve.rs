@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use mtls::rustls::pki_types::CertificateDer;
 use mtls::{Client, ClientAuth, Policy, Server};
 use mtls_axum::{
-    MockPeerIdentity, MtlsListener, MtlsRouterExt, PeerIdentity, Principal, RequirePolicyLayer,
+    ClientIdentity, MockPeerIdentity, MtlsListener, MtlsRouterExt, Principal, RequirePolicyLayer,
     TlsConnectInfo,
 };
 use mtls_testing::TestPki;
@@ -59,7 +59,7 @@ fn server(pki: &TestPki, auth: ClientAuth) -> mtls::ServerBuilder {
         .client_ca(pki.ca_file())
         .client_auth(auth)
         .policy(Policy::any_verified())
-        .alpn(mtls_axum::HTTP_ALPN)
+        .alpn(mtls::HTTP_ALPN)
 }
 
 async fn start(listener: MtlsListener<impl mtls::IdentityExtractor>, app: Router) -> Running {
@@ -129,11 +129,11 @@ fn identity_of(leaf: &mtls_testing::Leaf) -> mtls::PeerIdentity {
     mtls::PeerIdentity::from_chain(&chain).unwrap()
 }
 
-async fn whoami(peer: PeerIdentity) -> axum::Json<serde_json::Value> {
+async fn whoami(peer: ClientIdentity) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::to_value(&*peer).unwrap())
 }
 
-async fn public(peer: Option<PeerIdentity>) -> String {
+async fn public(peer: Option<ClientIdentity>) -> String {
     match peer {
         Some(p) => format!("hello {}", p.common_name().unwrap_or("?")),
         None => "hello anonymous".to_owned(),
@@ -310,7 +310,7 @@ async fn graceful_shutdown_finishes_an_in_flight_request() {
     let (started_tx, started_rx) = tokio::sync::mpsc::channel::<()>(1);
     let app = Router::new().route(
         "/slow",
-        get(move |peer: PeerIdentity| {
+        get(move |peer: ClientIdentity| {
             let started_tx = started_tx.clone();
             async move {
                 let _ = started_tx.send(()).await;
@@ -347,7 +347,7 @@ async fn http2_by_alpn_several_requests_on_one_connection_see_the_same_identity(
     let app = routes().route(
         "/h2",
         get(
-            |peer: PeerIdentity, ConnectInfo(info): ConnectInfo<TlsConnectInfo>| async move {
+            |peer: ClientIdentity, ConnectInfo(info): ConnectInfo<TlsConnectInfo>| async move {
                 format!(
                     "{}|{}|{}",
                     peer.common_name().unwrap_or("?"),
@@ -362,7 +362,7 @@ async fn http2_by_alpn_several_requests_on_one_connection_see_the_same_identity(
     let bob = Client::builder()
         .ca(pki.ca_file())
         .identity(files.cert, files.key)
-        .alpn(["h2", "http/1.1"])
+        .alpn(mtls::HTTP_ALPN)
         .build()
         .unwrap();
 
@@ -402,6 +402,39 @@ async fn http2_by_alpn_several_requests_on_one_connection_see_the_same_identity(
     for body in bodies {
         assert_eq!(body, format!("bob|h2|{local_port}"));
     }
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connect_info_holds_the_core_connection_info() {
+    let pki = TestPki::new();
+    let server = server(&pki, ClientAuth::Optional).build().unwrap();
+    let generation = server.handle().generation();
+    let app = Router::new().route(
+        "/core",
+        get(
+            |ConnectInfo(info): ConnectInfo<TlsConnectInfo>| async move {
+                let core = info.connection_info::<Arc<mtls::PeerIdentity>>().unwrap();
+                // The same value, not a copy: the identity is the one the handshake made.
+                let same = core.identity().map(Arc::as_ptr) == info.identity().map(Arc::as_ptr);
+                format!(
+                    "{same}|{}|{}|{}|{}",
+                    core.remote_addr() == Some(info.remote_addr()),
+                    core.generation() == info.generation(),
+                    info.generation(),
+                    info.is_anonymous(),
+                )
+            },
+        ),
+    );
+    let running = serve(&server, app).await;
+    let alice = client(&pki, Some("alice"));
+    let (status, body) = get1(&alice, running.addr, "/core").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, format!("true|true|true|{generation}|false"));
+    let anonymous = client(&pki, None);
+    let (_, body) = get1(&anonymous, running.addr, "/core").await;
+    assert_eq!(body, format!("true|true|true|{generation}|true"));
     running.stop().await.unwrap();
 }
 

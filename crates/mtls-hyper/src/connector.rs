@@ -9,7 +9,7 @@
 //! new connection without rebuilding anything), session resumption that never outlives a
 //! reload, and a second check of the server when a reload happened during the handshake.
 //!
-//! It offers ALPN `h2` and `http/1.1` (replacing any ALPN set on the `mtls::Client`), and
+//! It offers ALPN [`mtls::HTTP_ALPN`] (`h2`, `http/1.1`; replacing any ALPN set on the `mtls::Client`), and
 //! tells hyper when `h2` was negotiated, so one `Client` speaks HTTP/2 or HTTP/1.1 as the
 //! server prefers. The server's identity is attached to every response as a
 //! [`ServerIdentity`] extension.
@@ -90,7 +90,7 @@ impl fmt::Debug for Connector {
 
 impl Connector {
     /// A connector that uses `client`'s identity, trusted CAs and server policy, and
-    /// offers ALPN `h2` and `http/1.1`.
+    /// offers ALPN [`mtls::HTTP_ALPN`] (`h2`, `http/1.1`).
     pub fn new(client: &mtls::Client) -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
@@ -101,7 +101,7 @@ impl Connector {
             server_name: None,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
-        .with_alpn(&[b"h2", b"http/1.1"])
+        .with_alpn(&mtls::HTTP_ALPN.map(str::as_bytes))
     }
 
     /// Offer only `http/1.1` in ALPN, so every connection uses HTTP/1.1.

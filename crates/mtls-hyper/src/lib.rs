@@ -1,11 +1,11 @@
 //! # mtls-hyper: mutual TLS for hyper 1.x servers and clients
 //!
-//! * [`Server`] serves HTTP/1.1 and HTTP/2 (by ALPN) over an [`mtls::TlsListener`],
+//! * [`HttpServer`] serves HTTP/1.1 and HTTP/2 (by ALPN) over an [`mtls::TlsListener`],
 //!   whose handshakes run off the accept path with a timeout and a cap, and puts the
-//!   client's [`Arc<PeerIdentity>`](mtls::PeerIdentity) (and the application's principal,
-//!   with a custom [`IdentityExtractor`](mtls::IdentityExtractor)) into every request's
-//!   extensions. It serves hyper services and `tower` services (axum, tonic), and shuts
-//!   down gracefully. See [`server`](mod@server).
+//!   connection's [`mtls::ConnectionInfo`] (the client's identity or `None` for an
+//!   anonymous client, the application's principal, address, ALPN, …) into every
+//!   request's extensions. It serves hyper services and `tower` services (axum, tonic),
+//!   and shuts down gracefully. See [`server`](mod@server).
 //! * [`Connector`] makes hyper-util's legacy client speak mTLS with an [`mtls::Client`]:
 //!   rotating client certificate, server checked against the URI's host and the client's
 //!   server policy, the server's identity on every response as [`ServerIdentity`]. See
@@ -13,13 +13,12 @@
 //!
 //! ```
 //! use std::convert::Infallible;
-//! use std::sync::Arc;
 //!
 //! use http_body_util::{BodyExt, Empty};
 //! use hyper_util::client::legacy::Client;
 //! use hyper_util::rt::TokioExecutor;
-//! use mtls::{PeerIdentity, Policy, TlsListener};
-//! use mtls_hyper::{Connector, ServerIdentity};
+//! use mtls::{ConnectionInfo, Policy, TlsListener};
+//! use mtls_hyper::{Connector, HttpServer, ServerIdentity};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -33,7 +32,7 @@
 //!     .identity(server_cert, server_key)
 //!     .client_ca(&ca)
 //!     .policy("cn:alice".parse::<Policy>()?)
-//!     .alpn(mtls_hyper::ALPN)
+//!     .alpn(mtls::HTTP_ALPN)
 //!     .build()?;
 //! let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let listener = TlsListener::new(tcp, server.acceptor())?;
@@ -42,11 +41,11 @@
 //! let whoami = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
 //!     let cn = req
 //!         .extensions()
-//!         .get::<Arc<PeerIdentity>>()
-//!         .and_then(|id| id.common_name().map(str::to_owned));
+//!         .get::<ConnectionInfo>()
+//!         .and_then(|info| info.identity()?.common_name().map(str::to_owned));
 //!     Ok::<_, Infallible>(http::Response::new(cn.unwrap_or_default()))
 //! });
-//! tokio::spawn(mtls_hyper::Server::new(listener).serve(whoami));
+//! tokio::spawn(HttpServer::new(listener).serve(whoami));
 //!
 //! // A hyper client with alice's certificate.
 //! let alice = mtls::Client::builder()
@@ -64,6 +63,16 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Naming
+//!
+//! The core crate's types keep their plain names (`mtls::Server`, `mtls::Client`,
+//! `mtls::PeerIdentity`, `mtls::ConnectionInfo`), and no adapter reuses one: this crate's
+//! serve loop is [`HttpServer`] (the core's `mtls::Server` is the TLS side it serves
+//! over), its client side is [`Connector`], and the server's identity on a response is
+//! [`ServerIdentity`]. What the adapters share lives once in the core: the ALPN list
+//! [`mtls::HTTP_ALPN`] and the connection info [`mtls::ConnectionInfo`], which mtls-axum's
+//! extractors read from requests served here.
+//!
 //! ## Features
 //!
 //! | feature | default | what it does |
@@ -78,18 +87,4 @@ pub mod connector;
 pub mod server;
 
 pub use connector::{ConnectError, Connector, ServerIdentity, TlsConnection};
-pub use server::{RemoteAddr, Server};
-
-/// ALPN protocols for an [`mtls::ServerBuilder`] serving hyper: `h2`, then `http/1.1`.
-///
-/// ```no_run
-/// # fn main() -> Result<(), mtls::Error> {
-/// let server = mtls::Server::builder()
-///     .identity("server.crt", "server.key")
-///     .client_ca("ca.crt")
-///     .policy(mtls::Policy::any_verified())
-///     .alpn(mtls_hyper::ALPN)
-///     .build()?;
-/// # let _ = server; Ok(()) }
-/// ```
-pub const ALPN: [&str; 2] = ["h2", "http/1.1"];
+pub use server::HttpServer;

@@ -1,20 +1,26 @@
 //! The server side: a serve loop for hyper 1.x over an [`mtls::TlsListener`].
 //!
-//! [`Server`] serves the listener's connections (the listener runs every handshake in its
-//! own task, with a timeout and a cap, so a client that stalls its handshake never delays
-//! anyone else) with hyper-util's auto connection builder, each in the task that ran its
-//! handshake ([`TlsListener::handle_with`]), and inserts into every request's
+//! [`HttpServer`] serves the listener's connections (the listener runs every handshake in
+//! its own task, with a timeout and a cap, so a client that stalls its handshake never
+//! delays anyone else) with hyper-util's auto connection builder, each in the task that
+//! ran its handshake ([`TlsListener::handle_with`]), and inserts into every request's
 //! [extensions](http::Request::extensions):
 //!
-//! * the peer's [`Arc<PeerIdentity>`](mtls::PeerIdentity), when the client presented a
-//!   certificate (always, under the default [`ClientAuth::Required`](mtls::ClientAuth));
-//! * the application's principal `P`, when the listener was built from
-//!   [`Server::acceptor_with`](mtls::Server::acceptor_with) and a custom
-//!   [`IdentityExtractor`] (with the default extractor, `P` *is* `Arc<PeerIdentity>`);
-//! * the client's socket address as [`RemoteAddr`].
+//! * the connection's [`mtls::ConnectionInfo<P>`](mtls::ConnectionInfo): the client's
+//!   identity (`None` for an anonymous client), the application's principal `P` (with a
+//!   custom [`IdentityExtractor`] given to
+//!   [`Server::acceptor_with`](mtls::Server::acceptor_with); with the default extractor
+//!   `P` is `Arc<PeerIdentity>`, the identity itself), the client's address, the
+//!   generation of the material that admitted it, ALPN and resumption. One extension,
+//!   cloned per request for a reference-count increment;
+//! * the client's [`Arc<PeerIdentity>`](mtls::PeerIdentity) on its own, when it presented
+//!   a certificate (always, under the default [`ClientAuth::Required`](mtls::ClientAuth)),
+//!   for code that reads the identity without knowing `P`.
 //!
-//! An anonymous client (only possible under [`ClientAuth::Optional`](mtls::ClientAuth))
-//! gets no identity and no principal: `extensions().get::<Arc<PeerIdentity>>()` is `None`.
+//! Because the connection info is on every request, a handler or layer can tell an
+//! anonymous client (only possible under [`ClientAuth::Optional`](mtls::ClientAuth):
+//! the info is there, its [`identity`](mtls::ConnectionInfo::identity) is `None`) from a
+//! service that was not served by this server (no info at all).
 //!
 //! The identity is read once per connection, at the handshake. A reload of CAs, CRLs or
 //! the policy applies to new connections; a connection already open (a long-lived HTTP/2
@@ -25,41 +31,41 @@
 //! When ALPN selected `h2`, the connection is served as HTTP/2 only. Otherwise hyper-util
 //! detects the protocol from the connection preface, and HTTP/1.1 upgrades (WebSocket)
 //! are supported. The `mtls::Server` offers no ALPN unless it was built with
-//! [`.alpn(mtls_hyper::ALPN)`](crate::ALPN); without it, clients that rely on ALPN to
+//! [`.alpn(mtls::HTTP_ALPN)`](mtls::HTTP_ALPN); without it, clients that rely on ALPN to
 //! pick HTTP/2 fall back to HTTP/1.1.
 //!
 //! # Services
 //!
-//! [`Server::serve`] takes a hyper [`Service`](hyper::service::Service), such as
+//! [`HttpServer::serve`] takes a hyper [`Service`](hyper::service::Service), such as
 //! [`hyper::service::service_fn`]. A `tower::Service` (an axum `Router`, tonic's routes,
 //! a `tower::ServiceBuilder` stack) is served by wrapping it in
 //! [`TowerToHyperService`], or with
-//! [`Server::serve_tower`].
+//! [`HttpServer::serve_tower`].
 //!
 //! # Shutdown
 //!
-//! [`Server::serve_with_shutdown`] stops accepting when the signal completes, asks every
+//! [`HttpServer::serve_with_shutdown`] stops accepting when the signal completes, asks every
 //! open connection to finish (HTTP/2 `GOAWAY`, HTTP/1.1 closes after the response in
 //! progress) and returns once all of them have closed, or once the
-//! [grace period](Server::grace_period) has passed, after which the rest are closed.
+//! [grace period](HttpServer::grace_period) has passed, after which the rest are closed.
 //! Dropping the serve future closes all connections at once.
 //!
 //! # Example
 //!
 //! ```no_run
 //! use std::convert::Infallible;
-//! use std::sync::Arc;
 //!
 //! use http::{Request, Response};
 //! use hyper::body::Incoming;
-//! use mtls::{PeerIdentity, Policy, TlsListener};
+//! use mtls::{ConnectionInfo, Policy, TlsListener};
+//! use mtls_hyper::HttpServer;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let server = mtls::Server::builder()
 //!     .identity("server.crt", "server.key")
 //!     .client_ca("ca.crt")
 //!     .policy("spiffe:prod.example.org".parse::<Policy>()?)
-//!     .alpn(mtls_hyper::ALPN)
+//!     .alpn(mtls::HTTP_ALPN)
 //!     .build()?;
 //! let tcp = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
 //! let listener = TlsListener::new(tcp, server.acceptor())?;
@@ -67,11 +73,12 @@
 //! let hello = hyper::service::service_fn(|req: Request<Incoming>| async move {
 //!     let who = req
 //!         .extensions()
-//!         .get::<Arc<PeerIdentity>>()
+//!         .get::<ConnectionInfo>()
+//!         .and_then(ConnectionInfo::identity)
 //!         .map_or("anonymous".to_owned(), |id| id.subject().to_owned());
 //!     Ok::<_, Infallible>(Response::new(format!("hello {who}\n")))
 //! });
-//! mtls_hyper::Server::new(listener)
+//! HttpServer::new(listener)
 //!     .serve_with_shutdown(hello, async {
 //!         let _ = tokio::signal::ctrl_c().await;
 //!     })
@@ -95,33 +102,29 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
-use mtls::{Accepted, DefaultExtractor, IdentityExtractor, PeerIdentity, TlsListener};
+use mtls::{Accepted, ConnectionInfo, DefaultExtractor, IdentityExtractor, TlsListener};
 use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 
-/// The client's socket address, inserted into every request's extensions by [`Server`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RemoteAddr(pub SocketAddr);
-
 /// Serves HTTP/1.1 and HTTP/2 over the connections of an [`mtls::TlsListener`]; see the
 /// [module docs](self).
-pub struct Server<E: IdentityExtractor = DefaultExtractor> {
+pub struct HttpServer<E: IdentityExtractor = DefaultExtractor> {
     listener: TlsListener<E>,
     http: auto::Builder<TokioExecutor>,
     grace_period: Option<Duration>,
 }
 
-impl<E: IdentityExtractor> fmt::Debug for Server<E> {
+impl<E: IdentityExtractor> fmt::Debug for HttpServer<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server")
+        f.debug_struct("HttpServer")
             .field("listener", &self.listener)
             .field("grace_period", &self.grace_period)
             .finish_non_exhaustive()
     }
 }
 
-impl<E: IdentityExtractor> Server<E> {
+impl<E: IdentityExtractor> HttpServer<E> {
     /// A server over `listener`, with hyper-util's default HTTP settings and no limit on
     /// how long a graceful shutdown waits.
     pub fn new(listener: TlsListener<E>) -> Self {
@@ -497,7 +500,7 @@ where
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
-    P: Clone + Send + Sync + 'static,
+    P: Send + Sync + 'static,
 {
     let Accepted {
         stream,
@@ -505,17 +508,9 @@ where
         remote_addr,
     } = accepted;
     let h2 = peer.alpn() == Some(b"h2") || !http.is_http1_available();
-    let (identity, mut principal) = peer.into_parts();
-    // With the default extractor the principal *is* the identity (`Arc<PeerIdentity>`):
-    // inserting it again would only overwrite the same extension, once per request.
-    if std::any::TypeId::of::<P>() == std::any::TypeId::of::<Arc<PeerIdentity>>() {
-        principal = None;
-    }
     let service = WithPeer {
         inner: service,
-        identity,
-        principal,
-        remote: RemoteAddr(remote_addr),
+        info: peer,
     };
     let io = TokioIo::new(stream);
     // The connection is built here, not in an `async` block that would keep `io` and
@@ -535,19 +530,18 @@ where
     }
 }
 
-/// Inserts the connection's peer into each request, then calls the application.
+/// Inserts the connection's info (and the bare identity) into each request, then calls
+/// the application.
 #[derive(Clone)]
 struct WithPeer<S, P> {
     inner: S,
-    identity: Option<Arc<PeerIdentity>>,
-    principal: Option<P>,
-    remote: RemoteAddr,
+    info: ConnectionInfo<P>,
 }
 
 impl<S, P, B> hyper::service::Service<Request<B>> for WithPeer<S, P>
 where
     S: hyper::service::Service<Request<B>>,
-    P: Clone + Send + Sync + 'static,
+    P: Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -555,13 +549,10 @@ where
 
     fn call(&self, mut req: Request<B>) -> Self::Future {
         let extensions = req.extensions_mut();
-        if let Some(identity) = &self.identity {
+        if let Some(identity) = self.info.identity() {
             extensions.insert(identity.clone());
         }
-        if let Some(principal) = &self.principal {
-            extensions.insert(principal.clone());
-        }
-        extensions.insert(self.remote);
+        extensions.insert(self.info.clone());
         self.inner.call(req)
     }
 }

@@ -1,4 +1,4 @@
-//! `mtls_hyper::Connector` in hyper-util's client against `mtls_hyper::Server` over real
+//! `mtls_hyper::Connector` in hyper-util's client against `mtls_hyper::HttpServer` over real
 //! TLS on 127.0.0.1: identities both ways, server policy, untrusted servers, rotation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -95,7 +95,7 @@ async fn server_refused_by_client_policy() {
         counter.fetch_add(1, Ordering::Relaxed);
         async { Ok::<_, Infallible>(Response::new(String::new())) }
     });
-    let _task = tokio::spawn(mtls_hyper::Server::new(listener).serve(service));
+    let _task = tokio::spawn(mtls_hyper::HttpServer::new(listener).serve(service));
 
     let (_, alice) = fx.pki.client("alice");
     let picky = fx

@@ -1,6 +1,6 @@
-//! `mtls_hyper::Server` over real TLS on 127.0.0.1: identity in request extensions for
-//! HTTP/1.1 and HTTP/2, custom principals, anonymous clients, graceful shutdown and
-//! stalled handshakes.
+//! `mtls_hyper::HttpServer` over real TLS on 127.0.0.1: connection info and identity in
+//! request extensions for HTTP/1.1 and HTTP/2, custom principals, anonymous clients,
+//! graceful shutdown and stalled handshakes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use mtls::identity::ExtractError;
-use mtls::{PeerIdentity, TlsListener};
+use mtls::{ConnectionInfo, PeerIdentity, TlsListener};
 use mtls_hyper::Connector;
 use support::*;
 
@@ -72,15 +72,20 @@ async fn custom_extractor_principal_in_extensions() {
     let listener = TlsListener::new(tcp, server.acceptor_with(extractor)).unwrap();
     let addr = listener.local_addr();
     let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
-        let tenant = req.extensions().get::<Tenant>().cloned();
+        let info = req.extensions().get::<ConnectionInfo<Tenant>>();
+        let tenant = info.and_then(ConnectionInfo::principal).cloned();
         let has_identity = req.extensions().get::<Arc<PeerIdentity>>().is_some();
-        Ok::<_, Infallible>(Response::new(format!("{tenant:?}|{has_identity}")))
+        // The principal is in the connection info, not a request extension of its own.
+        let bare_tenant = req.extensions().get::<Tenant>().is_some();
+        Ok::<_, Infallible>(Response::new(format!(
+            "{tenant:?}|{has_identity}|{bare_tenant}"
+        )))
     });
-    let _task = tokio::spawn(mtls_hyper::Server::new(listener).serve(service));
+    let _task = tokio::spawn(mtls_hyper::HttpServer::new(listener).serve(service));
 
     let client = http_client(Connector::new(&fx.client("alice")));
     let (_, body) = get(&client, url(addr, "/")).await.unwrap();
-    assert_eq!(body, r#"Some(Tenant("tenant-alice"))|true"#);
+    assert_eq!(body, r#"Some(Tenant("tenant-alice"))|true|false"#);
 
     // The extractor's refusal closes the connection before any request is served.
     let client = http_client(Connector::new(&fx.client("mallory")));
@@ -88,13 +93,45 @@ async fn custom_extractor_principal_in_extensions() {
 }
 
 #[tokio::test]
+async fn connection_info_carries_alpn_generation_and_address() {
+    let fx = Fixture::new();
+    let server = fx.server();
+    let generation = server.handle().generation();
+    let listener = listener(&server).await;
+    let addr = listener.local_addr();
+    let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+        let info = req.extensions().get::<ConnectionInfo>().unwrap();
+        let body = format!(
+            "{}|{}|{}|{}",
+            String::from_utf8_lossy(info.alpn().unwrap_or(b"none")),
+            info.generation(),
+            info.resumed(),
+            info.remote_addr().is_some_and(|a| a.ip().is_loopback()),
+        );
+        Ok::<_, Infallible>(Response::new(body))
+    });
+    let _task = tokio::spawn(mtls_hyper::HttpServer::new(listener).serve(service));
+
+    for (connector, alpn) in [
+        (Connector::new(&fx.client("alice")), "h2"),
+        (Connector::new(&fx.client("bob")).http1_only(), "http/1.1"),
+    ] {
+        let client = http_client(connector);
+        let (_, body) = get(&client, url(addr, "/")).await.unwrap();
+        assert_eq!(body, format!("{alpn}|{generation}|false|true"));
+    }
+}
+
+#[tokio::test]
 async fn anonymous_client_has_no_identity_under_optional_auth() {
     let fx = Fixture::new();
     let (addr, _task) = serve_whoami(&fx.optional_server()).await;
 
+    // The request carries the connection info, whose identity is `None`.
     let anonymous = fx.client_builder().build().unwrap();
     let client = http_client(Connector::new(&anonymous));
-    let (_, body) = get(&client, url(addr, "/")).await.unwrap();
+    let (head, body) = get(&client, url(addr, "/")).await.unwrap();
+    assert_eq!(head.status, 200, "{body}");
     assert!(body.starts_with("anonymous|"), "{body}");
 
     let client = http_client(Connector::new(&fx.client("alice")));
@@ -117,7 +154,7 @@ async fn graceful_shutdown_over_h2_finishes_an_in_flight_request() {
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(mtls_hyper::Server::new(listener).serve_with_shutdown(
+    let server = tokio::spawn(mtls_hyper::HttpServer::new(listener).serve_with_shutdown(
         service,
         async {
             let _ = stop_rx.await;
@@ -162,7 +199,7 @@ async fn graceful_shutdown_over_http1_finishes_an_in_flight_request() {
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(mtls_hyper::Server::new(listener).serve_with_shutdown(
+    let server = tokio::spawn(mtls_hyper::HttpServer::new(listener).serve_with_shutdown(
         service,
         async {
             let _ = stop_rx.await;
@@ -192,7 +229,7 @@ async fn grace_period_closes_connections_that_do_not_finish() {
     let (service, mut started_rx) = hanging_service();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        mtls_hyper::Server::new(listener)
+        mtls_hyper::HttpServer::new(listener)
             .grace_period(Duration::from_millis(200))
             .serve_with_shutdown(service, async {
                 let _ = stop_rx.await;
@@ -229,8 +266,9 @@ async fn stalled_handshakes_do_not_block_other_clients() {
     let listener = listener(&server).await;
     let stats = listener.stats();
     let addr = listener.local_addr();
-    let _task =
-        tokio::spawn(mtls_hyper::Server::new(listener).serve(hyper::service::service_fn(whoami)));
+    let _task = tokio::spawn(
+        mtls_hyper::HttpServer::new(listener).serve(hyper::service::service_fn(whoami)),
+    );
 
     // TCP clients that connect and never send a ClientHello.
     let mut stalled = Vec::new();
@@ -266,7 +304,7 @@ async fn dropping_the_serve_future_closes_every_connection() {
     let listener = listener(&fx.server()).await;
     let addr = listener.local_addr();
     let (service, mut started_rx) = hanging_service();
-    let server = tokio::spawn(mtls_hyper::Server::new(listener).serve(service));
+    let server = tokio::spawn(mtls_hyper::HttpServer::new(listener).serve(service));
     let client = http_client(Connector::new(&fx.client("alice")).http1_only());
     let request = tokio::spawn(async move { get(&client, url(addr, "/hang")).await });
     tokio::time::timeout(TIMEOUT, started_rx.recv())

@@ -35,7 +35,7 @@ pub enum TlsFailure {
     /// intermediate is missing from the server's chain).
     UnknownServerCa,
     /// The server's certificate is valid, but the server failed this client's
-    /// [`server_policy`](crate::MtlsClientBuilder::server_policy).
+    /// [`server_policy`](mtls::ClientBuilder::server_policy).
     ServerNotAuthorized,
     /// The server's certificate was refused for another reason: expired, not valid for
     /// the host name in the URL, revoked, wrong extended key usage, …

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use reqwest::{IntoUrl, Method, RequestBuilder};
 
-use crate::MtlsClient;
+use crate::current_builder;
 
 type Configure = dyn Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync;
 
@@ -14,7 +14,10 @@ type Configure = dyn Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send
 /// reqwest keeps connections in a pool that its public API cannot evict one by one, so
 /// this type keeps one `reqwest::Client` per reload generation: the first request after a
 /// reload (of any file; see [`ReloadHandle::generation`](mtls::ReloadHandle::generation))
-/// builds a new `reqwest::Client` over the same TLS config, and later requests use it.
+/// builds a new `reqwest::Client` over the `mtls::Client`'s config of the new generation
+/// ([`mtls::Client::current_config`]), and later requests use it. Within a generation
+/// its connections resume TLS sessions; across generations they never do, so a session
+/// made under an older certificate or older trust is never offered again.
 ///
 /// - Requests already running on the old pool are not interrupted.
 /// - Idle connections of the old pool close when the last clone of the old
@@ -26,14 +29,19 @@ type Configure = dyn Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send
 ///
 /// Cheap to clone; clones share the current client.
 ///
+/// ALPN as for [`builder`](crate::builder): the `mtls::Client`'s, else
+/// [`mtls::HTTP_ALPN`].
+///
 /// ```no_run
+/// use mtls_reqwest::RotatingClient;
+///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let mtls = mtls_reqwest::MtlsClient::builder()
+/// let mtls = mtls::Client::builder()
 ///     .identity("client.crt", "client.key")
 ///     .ca("ca.crt")
 ///     .build()?;
 /// let _watch = mtls.handle().watch()?;
-/// let http = mtls.rotating(|b| b.timeout(std::time::Duration::from_secs(10)))?;
+/// let http = RotatingClient::new(&mtls, |b| b.timeout(std::time::Duration::from_secs(10)))?;
 /// let status = http.get("https://api.example.org/").send().await?.status();
 /// # let _ = status; Ok(()) }
 /// ```
@@ -43,7 +51,7 @@ pub struct RotatingClient {
 }
 
 struct Inner {
-    mtls: MtlsClient,
+    mtls: mtls::Client,
     configure: Box<Configure>,
     current: Mutex<Current>,
 }
@@ -62,17 +70,22 @@ impl fmt::Debug for RotatingClient {
 }
 
 impl RotatingClient {
-    pub(crate) fn new<F>(mtls: MtlsClient, configure: F) -> Result<Self, reqwest::Error>
+    /// A rotating client over `mtls`. `configure` adds your settings to each
+    /// `reqwest::ClientBuilder` it builds (one now, one after each reload).
+    ///
+    /// # Errors
+    /// When reqwest refuses the builder (e.g. an invalid setting made by `configure`).
+    pub fn new<F>(mtls: &mtls::Client, configure: F) -> Result<Self, reqwest::Error>
     where
         F: Fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder + Send + Sync + 'static,
     {
         // Read the generation before building: if a reload lands in between, the next
         // request builds again rather than keeping a pool tagged too new.
         let generation = mtls.handle().generation();
-        let client = configure(mtls.current_reqwest_builder()).build()?;
+        let client = configure(current_builder(mtls)).build()?;
         Ok(Self {
             inner: Arc::new(Inner {
-                mtls,
+                mtls: mtls.clone(),
                 configure: Box::new(configure),
                 current: Mutex::new(Current { generation, client }),
             }),
@@ -89,7 +102,7 @@ impl RotatingClient {
         let generation = self.inner.mtls.handle().generation();
         let mut current = self.inner.current.lock().unwrap_or_else(|p| p.into_inner());
         if current.generation != generation {
-            match (self.inner.configure)(self.inner.mtls.current_reqwest_builder()).build() {
+            match (self.inner.configure)(current_builder(&self.inner.mtls)).build() {
                 Ok(client) => {
                     tracing::info!(
                         target: "mtls_reqwest",
@@ -119,8 +132,9 @@ impl RotatingClient {
             .generation
     }
 
-    /// The mTLS configuration and its reload handle.
-    pub fn mtls(&self) -> &MtlsClient {
+    /// The `mtls::Client` it was made from (e.g. for its
+    /// [reload handle](mtls::Client::handle)).
+    pub fn mtls(&self) -> &mtls::Client {
         &self.inner.mtls
     }
 

@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use mtls::rustls::AlertDescription;
 use mtls::{Policy, TlsVersion};
-use mtls_reqwest::{MtlsClient, TlsFailure, classify};
+use mtls_reqwest::{RotatingClient, TlsFailure, classify};
 use mtls_testing::{Ca, TestPki};
 use support::{eventually, get, replace_file, serve, server, server_with};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn mtls_client(pki: &TestPki, name: &str) -> MtlsClient {
+fn mtls_client(pki: &TestPki, name: &str) -> mtls::Client {
     let (_, files) = pki.client(name);
-    MtlsClient::builder()
+    mtls::Client::builder()
         .identity(files.cert, files.key)
         .ca(pki.ca_file())
         .build()
@@ -34,8 +34,7 @@ fn rotate_files(pki: &TestPki, name: &str, to: &str) {
 async fn server_sees_the_client_certificate_over_h2() {
     let pki = TestPki::new();
     let srv = serve(&server(&pki)).await;
-    let http = mtls_client(&pki, "alice")
-        .reqwest_builder()
+    let http = mtls_reqwest::builder(&mtls_client(&pki, "alice"))
         .timeout(TIMEOUT)
         .build()
         .unwrap();
@@ -47,27 +46,31 @@ async fn server_sees_the_client_certificate_over_h2() {
 }
 
 #[tokio::test]
-async fn shorthand_and_http1_alpn() {
+async fn http_alpn_by_default_and_the_core_clients_alpn_when_it_has_one() {
     let pki = TestPki::new();
     let srv = serve(&server(&pki)).await;
     let (_, files) = pki.client("carol");
-    let (builder, handle) =
-        mtls_reqwest::client_builder(&files.cert, &files.key, pki.ca_file()).unwrap();
-    assert_eq!(handle.generation(), 1);
-    let answer = get(&builder.timeout(TIMEOUT).build().unwrap(), &srv.url("/")).await;
-    assert_eq!((answer.cn.as_str(), answer.alpn.as_str()), ("carol", "h2"));
-
-    let http1 = MtlsClient::builder()
+    let core = mtls::Client::builder()
         .identity(&files.cert, &files.key)
-        .ca(pki.ca_file())
-        .alpn(["http/1.1"])
+        .ca(pki.ca_file());
+    let default = core.clone().build().unwrap();
+    assert_eq!(default.handle().generation(), 1);
+    let http = mtls_reqwest::builder(&default)
+        .timeout(TIMEOUT)
         .build()
         .unwrap();
+    let answer = get(&http, &srv.url("/")).await;
+    assert_eq!((answer.cn.as_str(), answer.alpn.as_str()), ("carol", "h2"));
+
+    let http1 = core.alpn(["http/1.1"]).build().unwrap();
     assert_eq!(
-        http1.rustls_config().alpn_protocols,
+        mtls_reqwest::rustls_config(&http1).alpn_protocols,
         vec![b"http/1.1".to_vec()]
     );
-    let http = http1.reqwest_builder().timeout(TIMEOUT).build().unwrap();
+    let http = mtls_reqwest::builder(&http1)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
     let resp = http.get(srv.url("/")).send().await.unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
     assert_eq!(support::parse(&resp.text().await.unwrap()).cn, "carol");
@@ -79,8 +82,7 @@ async fn rotation_is_seen_by_the_next_connection_of_the_same_client() {
     let srv = serve(&server(&pki)).await;
     let mtls = mtls_client(&pki, "alice");
     // No idle connections kept: every request opens a new connection.
-    let http = mtls
-        .reqwest_builder()
+    let http = mtls_reqwest::builder(&mtls)
         .pool_max_idle_per_host(0)
         .timeout(TIMEOUT)
         .build()
@@ -113,9 +115,8 @@ async fn the_rotating_client_resumes_within_a_generation_and_never_across_one() 
     let pki = TestPki::new();
     let srv = serve(&server(&pki)).await;
     let mtls = mtls_client(&pki, "alice");
-    let rotating = mtls
-        .rotating(|b| b.pool_max_idle_per_host(0).timeout(TIMEOUT))
-        .unwrap();
+    let rotating =
+        RotatingClient::new(&mtls, |b| b.pool_max_idle_per_host(0).timeout(TIMEOUT)).unwrap();
     let first = get(&rotating.client(), &srv.url("/")).await;
     let second = get(&rotating.client(), &srv.url("/")).await;
     assert_eq!((first.cn.as_str(), second.cn.as_str()), ("alice", "alice"));
@@ -140,8 +141,11 @@ async fn pooled_connections_stay_and_rotating_client_moves_to_a_fresh_pool() {
     let pki = TestPki::new();
     let srv = serve(&server(&pki)).await;
     let mtls = mtls_client(&pki, "alice");
-    let plain = mtls.reqwest_builder().timeout(TIMEOUT).build().unwrap();
-    let rotating = mtls.rotating(|b| b.timeout(TIMEOUT)).unwrap();
+    let plain = mtls_reqwest::builder(&mtls)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let rotating = RotatingClient::new(&mtls, |b| b.timeout(TIMEOUT)).unwrap();
     assert_eq!(rotating.generation(), 1);
 
     let a1 = get(&plain, &srv.url("/")).await;
@@ -187,7 +191,7 @@ async fn file_watch_rotates_the_client_certificate() {
         .handle()
         .watch_with(mtls::WatchOptions::default().debounce(Duration::from_millis(100)))
         .unwrap();
-    let rotating = mtls.rotating(|b| b.timeout(TIMEOUT)).unwrap();
+    let rotating = RotatingClient::new(&mtls, |b| b.timeout(TIMEOUT)).unwrap();
     assert_eq!(get(&rotating.client(), &srv.url("/")).await.cn, "alice");
 
     rotate_files(&pki, "alice", "dave");
@@ -219,20 +223,20 @@ async fn server_refused_by_policy_is_server_not_authorized() {
             .identity(&files.cert, &files.key)
             .client_ca(pki.ca_file())
             .policy(Policy::any_verified())
-            .alpn(["h2", "http/1.1"])
+            .alpn(mtls::HTTP_ALPN)
             .build()
             .unwrap(),
     )
     .await;
     let (_, alice) = pki.client("alice");
     let with_policy = |spec: &str| {
-        MtlsClient::builder()
+        let mtls = mtls::Client::builder()
             .identity(&alice.cert, &alice.key)
             .ca(pki.ca_file())
             .server_policy(spec.parse().unwrap())
             .build()
-            .unwrap()
-            .reqwest_builder()
+            .unwrap();
+        mtls_reqwest::builder(&mtls)
             .timeout(TIMEOUT)
             .build()
             .unwrap()
@@ -265,8 +269,7 @@ async fn unknown_server_ca_is_classified() {
         .check_identity_chain(false)
         .build()
         .unwrap();
-    let http = MtlsClient::from_client(core)
-        .reqwest_builder()
+    let http = mtls_reqwest::builder(&core)
         .timeout(TIMEOUT)
         .build()
         .unwrap();
@@ -280,14 +283,11 @@ async fn refusal_by_the_server_is_an_alert_under_tls12() {
     let srv = serve(&server_with(&pki, &[TlsVersion::Tls12])).await;
 
     // No client certificate.
-    let anonymous = MtlsClient::builder()
-        .ca(pki.ca_file())
-        .build()
-        .unwrap()
-        .reqwest_builder()
-        .timeout(TIMEOUT)
-        .build()
-        .unwrap();
+    let anonymous =
+        mtls_reqwest::builder(&mtls::Client::builder().ca(pki.ca_file()).build().unwrap())
+            .timeout(TIMEOUT)
+            .build()
+            .unwrap();
     let err = anonymous.get(srv.url("/")).send().await.unwrap_err();
     let failure = classify(&err).unwrap_or_else(|| panic!("not classified: {err:?}"));
     assert_eq!(
@@ -307,8 +307,7 @@ async fn refusal_by_the_server_is_an_alert_under_tls12() {
         .check_identity_chain(false)
         .build()
         .unwrap();
-    let http = MtlsClient::from_client(core)
-        .reqwest_builder()
+    let http = mtls_reqwest::builder(&core)
         .timeout(TIMEOUT)
         .build()
         .unwrap();
@@ -323,14 +322,11 @@ async fn refusal_by_the_server_is_an_alert_under_tls12() {
 async fn refusal_by_the_server_under_tls13_is_an_error() {
     let pki = TestPki::new();
     let srv = serve(&server_with(&pki, &[TlsVersion::Tls13])).await;
-    let anonymous = MtlsClient::builder()
-        .ca(pki.ca_file())
-        .build()
-        .unwrap()
-        .reqwest_builder()
-        .timeout(TIMEOUT)
-        .build()
-        .unwrap();
+    let anonymous =
+        mtls_reqwest::builder(&mtls::Client::builder().ca(pki.ca_file()).build().unwrap())
+            .timeout(TIMEOUT)
+            .build()
+            .unwrap();
     let err = anonymous.get(srv.url("/")).send().await.unwrap_err();
     // The alert may be overtaken by the close (see `TlsFailure`); never anything else.
     match classify(&err) {
@@ -340,10 +336,11 @@ async fn refusal_by_the_server_under_tls13_is_an_error() {
 }
 
 #[tokio::test]
-async fn bad_files_are_typed_errors() {
+async fn bad_files_are_the_core_builders_typed_errors() {
+    // This crate has no builder of its own: files are loaded and checked by the core's.
     let pki = TestPki::new();
     let (_, alice) = pki.client("alice");
-    let err = MtlsClient::builder()
+    let err = mtls::Client::builder()
         .identity(&alice.cert, pki.path("missing.key"))
         .ca(pki.ca_file())
         .build()
@@ -351,7 +348,7 @@ async fn bad_files_are_typed_errors() {
     assert!(matches!(err, mtls::Error::Io { .. }), "{err}");
     assert!(err.to_string().contains("missing.key"), "{err}");
 
-    let err = MtlsClient::builder()
+    let err = mtls::Client::builder()
         .identity(&alice.cert, &alice.key)
         .build()
         .unwrap_err();
@@ -365,13 +362,16 @@ async fn preconfigured_backend_is_recognised_by_reqwest() {
     let pki = TestPki::new();
     let srv = serve(&server(&pki)).await;
     let mtls = mtls_client(&pki, "erin");
-    let config = mtls.rustls_config();
+    let config = mtls_reqwest::rustls_config(&mtls);
     assert_eq!(
         config.alpn_protocols,
-        mtls_reqwest::DEFAULT_ALPN.map(<[u8]>::to_vec).to_vec()
+        mtls::HTTP_ALPN.map(|p| p.as_bytes().to_vec()).to_vec()
     );
     assert!(config.client_auth_cert_resolver.has_certs());
-    let http = mtls.reqwest_builder().timeout(TIMEOUT).build().unwrap();
+    let http = mtls_reqwest::builder(&mtls)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
     assert_eq!(get(&http, &srv.url("/")).await.cn, "erin");
 }
 
@@ -380,7 +380,7 @@ async fn failed_reload_keeps_the_old_certificate_and_pool() {
     let pki = TestPki::new();
     let srv = serve(&server(&pki)).await;
     let mtls = mtls_client(&pki, "alice");
-    let rotating = mtls.rotating(|b| b.timeout(TIMEOUT)).unwrap();
+    let rotating = RotatingClient::new(&mtls, |b| b.timeout(TIMEOUT)).unwrap();
     let before = get(&rotating.client(), &srv.url("/")).await;
 
     std::fs::write(pki.path("alice.key"), "not a key").unwrap();

@@ -7,21 +7,18 @@ mod support;
 
 use std::time::Duration;
 
-use mtls_reqwest::MtlsClient;
 use mtls_testing::TestPki;
 use support::{nginx, openssl_server, peer_available};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn http(pki: &TestPki, name: Option<&str>) -> reqwest::Client {
-    let mut b = MtlsClient::builder().ca(pki.ca_file());
+    let mut b = mtls::Client::builder().ca(pki.ca_file());
     if let Some(name) = name {
         let (_, files) = pki.client(name);
         b = b.identity(files.cert, files.key);
     }
-    b.build()
-        .unwrap()
-        .reqwest_builder()
+    mtls_reqwest::builder(&b.build().unwrap())
         .timeout(TIMEOUT)
         .build()
         .unwrap()

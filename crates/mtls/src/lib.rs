@@ -133,5 +133,23 @@ pub use verify::Rejection;
 #[cfg(feature = "watch")]
 pub use watch::{WatchGuard, WatchOptions};
 
+/// The ALPN protocols of an HTTP server or client: HTTP/2 first, then HTTP/1.1.
+///
+/// Give them to [`ServerBuilder::alpn`] (without them every client speaks HTTP/1.1, or
+/// HTTP/2 only with prior knowledge) or [`ClientBuilder::alpn`]. The HTTP adapters
+/// (mtls-axum, mtls-hyper, mtls-reqwest) use this list as their default.
+///
+/// ```no_run
+/// # fn main() -> Result<(), mtls::Error> {
+/// let server = mtls::Server::builder()
+///     .identity("server.crt", "server.key")
+///     .client_ca("ca.crt")
+///     .policy(mtls::Policy::any_verified())
+///     .alpn(mtls::HTTP_ALPN)
+///     .build()?;
+/// # let _ = server; Ok(()) }
+/// ```
+pub const HTTP_ALPN: [&str; 2] = ["h2", "http/1.1"];
+
 /// Re-export of the rustls version this crate builds on.
 pub use rustls;

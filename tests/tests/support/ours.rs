@@ -6,14 +6,13 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use mtls::{ClientAuth, Policy, Server, TlsListener};
-use mtls_axum::{MtlsListener, MtlsRouterExt, PeerIdentity};
+use mtls_axum::{ClientIdentity, MtlsListener, MtlsRouterExt};
 
 use super::pki::guide;
 
@@ -66,7 +65,7 @@ pub fn guide_server(mode: ClientAuth) -> Server {
         .crl(g.crl())
         .client_auth(mode)
         .policy(Policy::any_verified())
-        .alpn(mtls_axum::HTTP_ALPN)
+        .alpn(mtls::HTTP_ALPN)
         .build()
         .expect("our server accepts the openssl-made guide PKI unchanged")
 }
@@ -89,7 +88,7 @@ pub async fn start(kind: Kind, mode: ClientAuth) -> OurServer {
             let listener = TlsListener::new(tcp, server.acceptor()).unwrap();
             let addr = listener.local_addr();
             let service = hyper::service::service_fn(hyper_whoami);
-            let task = tokio::spawn(mtls_hyper::Server::new(listener).serve(service));
+            let task = tokio::spawn(mtls_hyper::HttpServer::new(listener).serve(service));
             (addr, task)
         }
     };
@@ -97,13 +96,17 @@ pub async fn start(kind: Kind, mode: ClientAuth) -> OurServer {
 }
 
 /// axum: the extractor answers 401 for an anonymous client.
-async fn axum_whoami(peer: PeerIdentity) -> axum::Json<serde_json::Value> {
+async fn axum_whoami(peer: ClientIdentity) -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::to_value(&*peer.0).unwrap_or_default())
 }
 
-/// hyper: the identity is in the request's extensions.
+/// hyper: the identity is in the connection info on every request.
 async fn hyper_whoami(req: Request<Incoming>) -> Result<Response<String>, Infallible> {
-    let (status, body) = match req.extensions().get::<Arc<mtls::PeerIdentity>>() {
+    let identity = req
+        .extensions()
+        .get::<mtls::ConnectionInfo>()
+        .and_then(mtls::ConnectionInfo::identity);
+    let (status, body) = match identity {
         Some(id) => (
             StatusCode::OK,
             serde_json::to_string(id.as_ref()).unwrap_or_default(),

@@ -38,11 +38,11 @@ pub(crate) enum ServerKind {
     Raw,
     /// Plain tokio-rustls serving an axum Router: the axum cost without mtls.
     RawAxum,
-    /// `mtls::TlsListener` + `mtls_hyper::Server`.
+    /// `mtls::TlsListener` + `mtls_hyper::HttpServer`.
     MtlsHyper,
     /// `mtls_axum::MtlsListener` + `axum::serve`.
     MtlsAxum,
-    /// The same axum Router served by `mtls_hyper::Server::serve_tower` (one task per
+    /// The same axum Router served by `mtls_hyper::HttpServer::serve_tower` (one task per
     /// connection, see mtls-axum's docs).
     MtlsAxumHyper,
     /// nginx with `ssl_verify_client on` (not a `serve` kind: nginx runs itself).
@@ -138,7 +138,7 @@ pub(crate) async fn serve(
             let server = mtls_server(certs, options.reload_every)?;
             let listener = TlsListener::new(tcp, server.acceptor())?;
             listening(addr)?;
-            mtls_hyper::Server::new(listener)
+            mtls_hyper::HttpServer::new(listener)
                 .serve(hyper::service::service_fn(hello))
                 .await;
         }
@@ -152,7 +152,7 @@ pub(crate) async fn serve(
             let server = mtls_server(certs, options.reload_every)?;
             let listener = TlsListener::new(tcp, server.acceptor())?;
             listening(addr)?;
-            mtls_hyper::Server::new(listener)
+            mtls_hyper::HttpServer::new(listener)
                 .serve_tower(router())
                 .await;
         }
@@ -250,7 +250,7 @@ fn mtls_server(certs: &Path, reload_every: Option<Duration>) -> Result<mtls::Ser
         .identity(&cert, &key)
         .client_ca(certs.join("ca.crt"))
         .policy(Policy::any_verified())
-        .alpn(mtls_hyper::ALPN)
+        .alpn(mtls::HTTP_ALPN)
         .session_cache(256)
         .build()?;
     if let Some(every) = reload_every {

@@ -1,4 +1,4 @@
-//! Shared helpers: a PKI, mTLS servers served by `mtls_hyper::Server` on 127.0.0.1:0, and
+//! Shared helpers: a PKI, mTLS servers served by `mtls_hyper::HttpServer` on 127.0.0.1:0, and
 //! hyper clients using `mtls_hyper::Connector`.
 #![allow(dead_code, unreachable_pub)]
 
@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use mtls::{ClientAuth, PeerIdentity, Policy, TlsListener};
-use mtls_hyper::{ConnectError, Connector, RemoteAddr};
+use mtls::{ClientAuth, ConnectionInfo, PeerIdentity, Policy, TlsListener};
+use mtls_hyper::{ConnectError, Connector, HttpServer};
 use mtls_testing::TestPki;
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,7 +49,7 @@ impl Fixture {
             .identity(&self.server_cert, &self.server_key)
             .client_ca(&self.ca)
             .policy(Policy::any_verified())
-            .alpn(mtls_hyper::ALPN)
+            .alpn(mtls::HTTP_ALPN)
     }
 
     pub fn server(&self) -> mtls::Server {
@@ -82,13 +82,19 @@ pub async fn listener(server: &mtls::Server) -> TlsListener {
     TlsListener::new(tcp, server.acceptor()).unwrap()
 }
 
-/// Answers `<cn>|<remote port>|<identity pointer>`, or `anonymous|<port>|-`.
+/// Answers `<cn>|<remote port>|<identity pointer>`, or `anonymous|<port>|-`, from the
+/// request's `ConnectionInfo`; `no connection info` (500) without one.
 pub async fn whoami(req: Request<Incoming>) -> Result<Response<String>, Infallible> {
-    let port = req
-        .extensions()
-        .get::<RemoteAddr>()
-        .map_or(0, |a| a.0.port());
-    let body = match req.extensions().get::<Arc<PeerIdentity>>() {
+    let Some(info) = req.extensions().get::<ConnectionInfo>() else {
+        let mut response = Response::new("no connection info".to_owned());
+        *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        return Ok(response);
+    };
+    let port = info.remote_addr().map_or(0, |a| a.port());
+    // The bare identity is the connection info's, not a copy.
+    let bare = req.extensions().get::<Arc<PeerIdentity>>();
+    assert_eq!(bare.map(Arc::as_ptr), info.identity().map(Arc::as_ptr));
+    let body = match info.identity() {
         Some(id) => format!(
             "{}|{port}|{:p}",
             id.common_name().unwrap_or("?"),
@@ -99,12 +105,11 @@ pub async fn whoami(req: Request<Incoming>) -> Result<Response<String>, Infallib
     Ok(Response::new(body))
 }
 
-/// Serves [`whoami`] with `mtls_hyper::Server` in a task; returns the address.
+/// Serves [`whoami`] with `HttpServer` in a task; returns the address.
 pub async fn serve_whoami(server: &mtls::Server) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = listener(server).await;
     let addr = listener.local_addr();
-    let task =
-        tokio::spawn(mtls_hyper::Server::new(listener).serve(hyper::service::service_fn(whoami)));
+    let task = tokio::spawn(HttpServer::new(listener).serve(hyper::service::service_fn(whoami)));
     (addr, task)
 }
 

@@ -59,7 +59,7 @@ pub fn server_with(pki: &TestPki, versions: &[TlsVersion]) -> Server {
         .client_ca(pki.ca_file())
         .policy(Policy::any_verified())
         .tls_versions(versions)
-        .alpn(["h2", "http/1.1"])
+        .alpn(mtls::HTTP_ALPN)
         .build()
         .unwrap()
 }
