@@ -72,10 +72,10 @@
 //!    `into_make_service_with_connect_info::<TlsConnectInfo>()`), or by
 //!    [`MockPeerIdentity`] in tests;
 //! 2. the core's [`mtls::ConnectionInfo`], which `mtls_hyper::HttpServer` puts on every
-//!    request (see *Fewer tasks per connection* below); [`Principal<P>`] reads an
-//!    `mtls::ConnectionInfo<P>` of its own `P`;
-//! 3. a bare `Arc<mtls::PeerIdentity>` request extension, inserted by other server loops
-//!    (and by mtls-hyper beside a connection info of a custom principal type).
+//!    request (see *Fewer tasks per connection* below) — under a custom
+//!    [`IdentityExtractor`](mtls::IdentityExtractor) beside the
+//!    `mtls::ConnectionInfo<P>` of its own `P`, which [`Principal<P>`] reads;
+//! 3. a bare `Arc<mtls::PeerIdentity>` request extension, inserted by other server loops.
 //!
 //! A request with connection info and no identity comes from an anonymous client (under
 //! [`ClientAuth::Optional`](mtls::ClientAuth::Optional)): 401 where an identity is
@@ -83,12 +83,6 @@
 //! server was misconfigured — typically plain `axum::serve(listener, app)` without
 //! `into_mtls_service()` — so the extractors and the policy layer answer **500** and log
 //! what to call, instead of silently treating every client as anonymous.
-//!
-//! One case cannot be told apart: under `mtls_hyper::HttpServer` with a *custom*
-//! [`IdentityExtractor`](mtls::IdentityExtractor), an anonymous client's requests carry
-//! only an `mtls::ConnectionInfo<P>` of the application's `P`, which [`ClientIdentity`]
-//! and [`RequirePolicyLayer`] do not know, so they answer 500 there; take
-//! `Option<Principal<P>>`, which does know `P`, on routes open to anonymous clients.
 //!
 //! ## Fewer tasks per connection
 //!

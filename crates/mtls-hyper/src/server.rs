@@ -102,7 +102,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
-use mtls::{Accepted, ConnectionInfo, DefaultExtractor, IdentityExtractor, TlsListener};
+use mtls::{
+    Accepted, ConnectionInfo, DefaultExtractor, IdentityExtractor, PeerIdentity, TlsListener,
+};
 use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
@@ -502,15 +504,21 @@ where
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
     P: Send + Sync + 'static,
 {
+    use std::any::TypeId;
     let Accepted {
         stream,
         peer,
         remote_addr,
     } = accepted;
     let h2 = peer.alpn() == Some(b"h2") || !http.is_http1_available();
+    // Under a custom extractor, the info with the default principal too, for code that
+    // does not know `P` (mtls-axum's ClientIdentity, RequirePolicyLayer).
+    let default_info =
+        (TypeId::of::<P>() != TypeId::of::<Arc<PeerIdentity>>()).then(|| peer.without_principal());
     let service = WithPeer {
         inner: service,
         info: peer,
+        default_info,
     };
     let io = TokioIo::new(stream);
     // The connection is built here, not in an `async` block that would keep `io` and
@@ -536,6 +544,7 @@ where
 struct WithPeer<S, P> {
     inner: S,
     info: ConnectionInfo<P>,
+    default_info: Option<ConnectionInfo>,
 }
 
 impl<S, P, B> hyper::service::Service<Request<B>> for WithPeer<S, P>
@@ -553,6 +562,9 @@ where
             extensions.insert(identity.clone());
         }
         extensions.insert(self.info.clone());
+        if let Some(info) = &self.default_info {
+            extensions.insert(info.clone());
+        }
         self.inner.call(req)
     }
 }

@@ -104,6 +104,17 @@ async fn axum_principal_extractor_under_the_hyper_server() {
         .route(
             "/wrong",
             route_get(|Principal(n): Principal<u32>| async move { n.to_string() }),
+        )
+        // Extractors and layers that do not know `Tenant` read the default info.
+        .route(
+            "/who",
+            route_get(|peer: ClientIdentity| async move { peer.subject().to_owned() }),
+        )
+        .route(
+            "/admin",
+            route_get(|| async { "admin" }).layer(RequirePolicyLayer::new(
+                mtls::Policy::common_name(["admin"]),
+            )),
         );
     let _task = tokio::spawn(HttpServer::new(listener).serve_tower(app));
 
@@ -115,6 +126,11 @@ async fn axum_principal_extractor_under_the_hyper_server() {
     // A principal type the server does not insert is a server misconfiguration.
     let (head, _) = get(&client, url(addr, "/wrong")).await.unwrap();
     assert_eq!(head.status, 500);
+    let (head, body) = get(&client, url(addr, "/who")).await.unwrap();
+    assert_eq!(head.status, 200);
+    assert!(body.contains("CN=alice"), "{body}");
+    let (head, _) = get(&client, url(addr, "/admin")).await.unwrap();
+    assert_eq!(head.status, 403);
 
     // An anonymous client: the `ConnectionInfo<Tenant>` says so.
     let anonymous = http_client(Connector::new(&fx.client_builder().build().unwrap()));
@@ -122,6 +138,11 @@ async fn axum_principal_extractor_under_the_hyper_server() {
     assert_eq!(head.status, 401);
     let (head, body) = get(&anonymous, url(addr, "/maybe")).await.unwrap();
     assert_eq!((head.status.as_u16(), body.as_str()), (200, "none"));
+    // Not 500: the info with the default principal says the client is anonymous.
+    for path in ["/who", "/admin"] {
+        let (head, _) = get(&anonymous, url(addr, path)).await.unwrap();
+        assert_eq!(head.status, 401, "{path}");
+    }
 }
 
 /// The routes of the anonymous-client tests: one that requires an identity, one open to

@@ -114,6 +114,23 @@ impl<P> ConnectionInfo<P> {
         self.inner.resumed
     }
 
+    /// The same connection's info with the default principal (the identity itself), for
+    /// code that reads [`ConnectionInfo`] without knowing the application's `P`: an
+    /// adapter serving a custom [`IdentityExtractor`](crate::IdentityExtractor) puts both
+    /// on each request, so such code can still tell an anonymous client (identity `None`)
+    /// from a request that came another way. Allocates; call it once per connection.
+    pub fn without_principal(&self) -> ConnectionInfo {
+        let i = &*self.inner;
+        ConnectionInfo::new(
+            i.identity.clone(),
+            i.identity.clone(),
+            i.remote_addr,
+            i.generation,
+            i.alpn.clone(),
+            i.resumed,
+        )
+    }
+
     /// Splits into identity and principal.
     pub fn into_parts(self) -> (Option<Arc<PeerIdentity>>, Option<P>)
     where
