@@ -16,7 +16,7 @@ use crate::listener::TlsConnectInfo;
 pub(crate) enum Source<'a> {
     /// axum's `ConnectInfo<TlsConnectInfo>`:
     /// [`MtlsRouterExt::into_mtls_service`](crate::MtlsRouterExt::into_mtls_service) or
-    /// [`MockPeerIdentity`](crate::MockPeerIdentity).
+    /// `MockPeerIdentity` (feature `test-util`).
     Conn(&'a TlsConnectInfo),
     /// The core's connection info with the default principal type, as
     /// `mtls_hyper::HttpServer` inserts it.

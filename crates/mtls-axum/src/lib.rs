@@ -15,7 +15,9 @@
 //!   [`IdentityExtractor`](mtls::IdentityExtractor).
 //! - [`RequirePolicyLayer`]: a tower layer applying an [`mtls::Policy`] to a route or a
 //!   router — 401 without a certificate, 403 when denied (the rule only in the server log).
-//! - [`MockPeerIdentity`]: a layer for handler unit tests without TLS.
+//! - `MockPeerIdentity` (feature `test-util`): a layer for handler unit tests without TLS.
+//!   It never overrides a real connection's identity, and being behind a feature it
+//!   cannot end up in a production build by accident.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -70,7 +72,7 @@
 //!    router is served over an [`MtlsListener`] with
 //!    [`into_mtls_service`](MtlsRouterExt::into_mtls_service) (or, equivalently,
 //!    `into_make_service_with_connect_info::<TlsConnectInfo>()`), or by
-//!    [`MockPeerIdentity`] in tests;
+//!    by `MockPeerIdentity` in tests (only where none of these is present);
 //! 2. the core's [`mtls::ConnectionInfo`], which `mtls_hyper::HttpServer` puts on every
 //!    request (see *Fewer tasks per connection* below) — under a custom
 //!    [`IdentityExtractor`](mtls::IdentityExtractor) beside the
@@ -121,15 +123,18 @@
 //! |---|---|---|
 //! | `aws-lc-rs` | yes | aws-lc-rs as the crypto provider (forwarded to `mtls`) |
 //! | `ring` | no | ring as the crypto provider |
+//! | `test-util` | no | `MockPeerIdentity`, for handler tests (enable it in `[dev-dependencies]` only) |
 
 #![deny(missing_docs)]
 
 mod extract;
 mod listener;
+#[cfg(feature = "test-util")]
 mod mock;
 mod policy;
 
 pub use extract::{ClientIdentity, IdentityRejection, Principal};
 pub use listener::{MtlsListener, MtlsRouterExt, MtlsStream, TlsConnectInfo};
+#[cfg(feature = "test-util")]
 pub use mock::{MockPeerIdentity, MockPeerIdentityService};
 pub use policy::{RequirePolicy, RequirePolicyLayer, ResponseFuture};

@@ -251,7 +251,7 @@ pub struct TlsConnectInfo {
 }
 
 /// The connection info behind a [`TlsConnectInfo`]: the core's `ConnectionInfo<P>` of a
-/// real connection, or what [`MockPeerIdentity`](crate::MockPeerIdentity) says.
+/// real connection, or what `MockPeerIdentity` (feature `test-util`) says.
 pub(crate) trait Conn: Send + Sync + 'static {
     fn identity(&self) -> Option<&Arc<mtls::PeerIdentity>>;
     fn principal(&self) -> Option<&(dyn Any + Send + Sync)>;
@@ -314,7 +314,7 @@ impl TlsConnectInfo {
     /// The core's connection info, when the listener's [`IdentityExtractor`] produces
     /// principals of type `P` (with the default extractor, `P` is
     /// `Arc<mtls::PeerIdentity>`). `None` for another `P`, and under
-    /// [`MockPeerIdentity`](crate::MockPeerIdentity), which has no real connection.
+    /// `MockPeerIdentity` (feature `test-util`), which has no real connection.
     pub fn connection_info<P: Send + Sync + 'static>(&self) -> Option<&ConnectionInfo<P>> {
         self.conn.as_any().downcast_ref::<ConnectionInfo<P>>()
     }

@@ -112,9 +112,8 @@ async fn axum_principal_extractor_under_the_hyper_server() {
         )
         .route(
             "/admin",
-            route_get(|| async { "admin" }).layer(RequirePolicyLayer::new(
-                mtls::Policy::common_name(["admin"]),
-            )),
+            route_get(|| async { "admin" })
+                .layer(RequirePolicyLayer::new(Policy::common_name(["admin"]))),
         );
     let _task = tokio::spawn(HttpServer::new(listener).serve_tower(app));
 

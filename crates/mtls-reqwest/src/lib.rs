@@ -46,6 +46,13 @@
 //! reqwest's `http1_only()`: a server that picks `h2` gets HTTP/2 whatever reqwest was
 //! told.
 //!
+//! ## HTTPS only
+//!
+//! The builders set [`https_only(true)`](reqwest::ClientBuilder::https_only): a request
+//! to an `http://` URL fails with a builder error before any byte is sent, rather than
+//! going out in clear without the client certificate, with its query string and
+//! headers readable on the wire. Opt out per client with `.https_only(false)`.
+//!
 //! ## Rotation
 //!
 //! The config handed to reqwest by [`builder`] is a clone of the core's
@@ -119,6 +126,11 @@ pub use rotating::RotatingClient;
 /// and never resumes a session (see *Rotation* in the crate docs; [`RotatingClient`]
 /// resumes safely).
 ///
+/// The builder is `https_only(true)`: a request to an `http://` URL fails before
+/// anything is sent, instead of going out in clear without the client certificate (and
+/// with whatever the URL or headers carry). A caller that really wants plain HTTP for some
+/// URLs opts out with `.https_only(false)`.
+///
 /// Do not call TLS methods of reqwest's builder afterwards (`tls_backend_*`,
 /// `tls_certs_*`, `identity`, `tls_danger_*`): they replace or are ignored by the
 /// preconfigured rustls config.
@@ -134,7 +146,7 @@ pub use rotating::RotatingClient;
 /// # let _ = http; Ok::<_, Box<dyn std::error::Error>>(())
 /// ```
 pub fn builder(client: &mtls::Client) -> reqwest::ClientBuilder {
-    reqwest::Client::builder().tls_backend_preconfigured(rustls_config(client))
+    https_only(rustls_config(client))
 }
 
 /// The rustls config [`builder`] hands to reqwest: a clone of `client`'s
@@ -149,7 +161,14 @@ pub fn rustls_config(client: &mtls::Client) -> ClientConfig {
 /// ([`mtls::Client::current_config`]), which resumes sessions and does not follow
 /// reloads: what [`RotatingClient`] builds each generation's client from.
 pub(crate) fn current_builder(client: &mtls::Client) -> reqwest::ClientBuilder {
-    reqwest::Client::builder().tls_backend_preconfigured(with_http_alpn(&client.current_config()))
+    https_only(with_http_alpn(&client.current_config()))
+}
+
+/// A reqwest builder over `config` that refuses `http://` URLs (see [`builder`]).
+fn https_only(config: ClientConfig) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .https_only(true)
 }
 
 /// A copy of `config` that offers its own ALPN, or [`mtls::HTTP_ALPN`] when it has none.

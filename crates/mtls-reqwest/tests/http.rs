@@ -393,3 +393,62 @@ async fn failed_reload_keeps_the_old_certificate_and_pool() {
     assert_eq!(after.connection, before.connection, "the pool was kept");
     assert_eq!(rotating.generation(), 1);
 }
+
+/// The mTLS reqwest client never sends an `http://` request in clear: the request fails
+/// before a byte reaches the server (a listener that records what it receives). An
+/// explicit `https_only(false)` opts out.
+#[tokio::test]
+async fn plain_http_urls_are_refused_before_anything_is_sent() {
+    use tokio::io::AsyncReadExt;
+
+    let pki = TestPki::new();
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = plain.local_addr().unwrap();
+    let received = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<u8>::new()));
+    let sink = received.clone();
+    let _server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = plain.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n @ 1..) = s.read(&mut buf).await {
+                    sink.lock().await.extend_from_slice(&buf[..n]);
+                    // Answer like a plain HTTP server would.
+                    let _ = tokio::io::AsyncWriteExt::write_all(
+                        &mut s,
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                }
+            });
+        }
+    });
+    let url = format!("http://{addr}/path?token=secret");
+    let mtls = mtls_client(&pki, "alice");
+    let http = mtls_reqwest::builder(&mtls)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let err = http.get(&url).send().await.unwrap_err();
+    assert!(err.is_builder(), "{err:?}");
+    let rotating = RotatingClient::new(&mtls, |b| b.timeout(TIMEOUT)).unwrap();
+    assert!(rotating.get(&url).send().await.is_err());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        received.lock().await.is_empty(),
+        "bytes reached the plain server"
+    );
+
+    // Opting out is explicit.
+    let opted_out = mtls_reqwest::builder(&mtls)
+        .https_only(false)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let resp = opted_out.get(&url).send().await.unwrap();
+    assert_eq!(resp.text().await.unwrap(), "ok");
+    assert!(
+        String::from_utf8_lossy(&received.lock().await).contains("token=secret"),
+        "the opt-out did not reach the server"
+    );
+}
