@@ -131,8 +131,6 @@ mod authorize;
 mod display;
 mod error;
 mod eval;
-#[cfg(test)]
-mod fail_closed_tests;
 mod parse;
 #[cfg(test)]
 mod tests;
