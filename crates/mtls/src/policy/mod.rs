@@ -113,14 +113,13 @@
 //!   and may not contain `(` or `"`; quote values with commas or parentheses, e.g.
 //!   `any(issuer:"CN=a, O=b", cn:x)`. In quotes, `\"` is a quote and `\\` a backslash.
 //! * `any()` / `all()` with nothing inside are errors; nesting is limited to 32 levels.
-//! * [`Display`](fmt::Display) writes the same grammar (quoting where needed), and the
+//! * [`Display`](std::fmt::Display) writes the same grammar (quoting where needed), and the
 //!   result parses back to an equivalent policy. A policy that can never pass (an empty
 //!   allowlist or combinator) displays as `not(any)`.
 //!
 //! [`PeerIdentity`]: crate::identity::PeerIdentity
 //! [`PeerIdentity::common_name`]: crate::identity::PeerIdentity::common_name
 
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -128,157 +127,23 @@ use crate::identity::{PeerIdentity, SpiffeId};
 use crate::spiffe::{looks_like_spiffe, validate_trust_domain};
 
 mod allowlist;
-#[cfg(test)]
-mod fail_closed_tests;
+mod authorize;
+mod display;
+mod error;
+mod eval;
 mod parse;
 #[cfg(test)]
 mod tests;
 
 use allowlist::{Allowlist, Kind, check_network, normalize_dns, normalize_email, parse_hex_pin};
-
-// === Authorize ===
-
-/// Decides whether a verified peer may proceed.
-///
-/// Implemented by [`Policy`] and by closures `Fn(&PeerIdentity) -> Result<(), Denied>`.
-/// Implementations run during the handshake: keep them fast and non-blocking.
-///
-/// ```
-/// use mtls::policy::{Authorize, Denied, Policy};
-/// use mtls::identity::PeerIdentity;
-///
-/// let only_payments = |peer: &PeerIdentity| {
-///     if peer.org_units().iter().any(|ou| ou == "payments") {
-///         Ok(())
-///     } else {
-///         Err(Denied::new("payments-only", "not in the payments OU"))
-///     }
-/// };
-/// let policy = Policy::custom("payments-only", only_payments);
-/// assert_eq!(policy.to_string(), "custom:payments-only");
-/// ```
-pub trait Authorize: Send + Sync + 'static {
-    /// Returns `Ok(())` to let the peer in.
-    ///
-    /// # Errors
-    ///
-    /// A [`Denied`] naming the rule that refused the peer and why.
-    fn authorize(&self, peer: &PeerIdentity) -> Result<(), Denied>;
-}
-
-impl<F> Authorize for F
-where
-    F: Fn(&PeerIdentity) -> Result<(), Denied> + Send + Sync + 'static,
-{
-    fn authorize(&self, peer: &PeerIdentity) -> Result<(), Denied> {
-        self(peer)
-    }
-}
-
-// === Denied ===
-
-/// A policy refused a peer: which rule, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Denied {
-    rule: String,
-    reason: String,
-}
-
-impl Denied {
-    /// A refusal by `rule` (e.g. `cn:admin`) for `reason` (e.g. `common name "alice" not in
-    /// allowlist`).
-    pub fn new(rule: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            rule: rule.into(),
-            reason: reason.into(),
-        }
-    }
-
-    /// The rule that failed, in the policy string form (e.g. `cn:admin`).
-    pub fn rule(&self) -> &str {
-        &self.rule
-    }
-
-    /// Why it failed.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl fmt::Display for Denied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "denied by rule `{}`: {}", self.rule, self.reason)
-    }
-}
-
-impl std::error::Error for Denied {}
-
-// === PolicyError ===
-
-const KINDS: &str = "any, cn, dns, ip, uri, email, spiffe, spiffe-prefix, o, ou, issuer, sha256, \
-                     spki-sha256, and the combinators any(...), all(...), not(...)";
-
-/// A policy string (or a constructor argument) is not valid.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PolicyError {
-    /// Nothing to parse.
-    #[error(
-        "the policy is empty; write e.g. `any` (every verified peer), `cn:NAME`, \
-         `spiffe:TRUST_DOMAIN` or `any(P1, P2)`"
-    )]
-    Empty,
-    /// `kind:` is not one of the known kinds.
-    #[error("unknown policy kind `{kind}` in `{spec}`; valid kinds: {KINDS}")]
-    UnknownKind {
-        /// The rule as written.
-        spec: String,
-        /// The unknown kind.
-        kind: String,
-    },
-    /// `kind:` with nothing after it.
-    #[error("`{spec}` has an empty value; write {expected}")]
-    EmptyValue {
-        /// The rule as written.
-        spec: String,
-        /// The accepted form(s), e.g. `cn:NAME`.
-        expected: &'static str,
-    },
-    /// The value does not fit the kind (bad hex, bad IP address, bad SPIFFE ID, …).
-    #[error("invalid value in `{spec}`: {reason}")]
-    BadValue {
-        /// The rule as written.
-        spec: String,
-        /// What is wrong and what is accepted.
-        reason: String,
-    },
-    /// The string does not follow the grammar (unbalanced parentheses, missing `:`, …).
-    #[error("syntax error in `{input}` at byte {position}: {reason}")]
-    BadSyntax {
-        /// The whole policy string.
-        input: String,
-        /// Byte offset of the problem.
-        position: usize,
-        /// What was expected.
-        reason: String,
-    },
-}
-
-// === Policy ===
-
-/// The outcome of a rule: it matches, it does not, or it cannot tell (a field the rule
-/// reads is present but unreadable or ambiguous).
-enum Verdict {
-    Match,
-    NoMatch(Denied),
-    Unknown(Denied),
-}
+pub use authorize::{Authorize, Denied};
+pub use error::PolicyError;
 
 /// An authorization policy: a cheap-to-clone (`Arc`) rule tree.
 ///
 /// See the [module docs](self) for the rules, the string grammar and an example.
 /// Policies are built with the constructors below, parsed with [`FromStr`](std::str::FromStr) /
-/// [`parse_any`](Self::parse_any), and shown with [`Display`](fmt::Display) in the same
+/// [`parse_any`](Self::parse_any), and shown with [`Display`](std::fmt::Display) in the same
 /// syntax.
 #[derive(Clone)]
 pub struct Policy {
@@ -686,107 +551,6 @@ impl Policy {
         matches!(*self.node, Node::AnyVerified)
     }
 
-    /// Checks a peer.
-    ///
-    /// # Errors
-    ///
-    /// [`Denied`] naming the failing rule (in string form) and the reason.
-    pub fn authorize(&self, peer: &PeerIdentity) -> Result<(), Denied> {
-        match self.evaluate(peer) {
-            Verdict::Match => Ok(()),
-            Verdict::NoMatch(d) | Verdict::Unknown(d) => Err(d),
-        }
-    }
-
-    /// The three-way evaluation behind [`authorize`](Self::authorize): a rule on a field
-    /// that is present but unreadable or ambiguous *cannot tell*, and stays so through
-    /// `not(…)`, so a deny rule fails closed. `any` passes when a child passes (else it
-    /// cannot tell when a child cannot), `all` fails when a child fails.
-    fn evaluate(&self, peer: &PeerIdentity) -> Verdict {
-        match &*self.node {
-            Node::AnyVerified => Verdict::Match,
-            Node::Allow(list) => match list.check(peer) {
-                Ok(()) => Verdict::Match,
-                Err(miss) => {
-                    let denied = Denied::new(self.to_string(), miss.reason);
-                    if miss.unknown {
-                        Verdict::Unknown(denied)
-                    } else {
-                        Verdict::NoMatch(denied)
-                    }
-                }
-            },
-            Node::AnyOf(children) => {
-                let mut reasons = Vec::with_capacity(children.len());
-                let mut unknown = false;
-                for c in children {
-                    match c.evaluate(peer) {
-                        Verdict::Match => return Verdict::Match,
-                        Verdict::NoMatch(d) => reasons.push(format!("`{}`: {}", d.rule, d.reason)),
-                        Verdict::Unknown(d) => {
-                            unknown = true;
-                            reasons.push(format!("`{}`: cannot tell: {}", d.rule, d.reason));
-                        }
-                    }
-                }
-                let reason = if reasons.is_empty() {
-                    "no alternatives (an empty any() denies every peer)".to_owned()
-                } else {
-                    format!("no alternative passed ({})", reasons.join("; "))
-                };
-                let denied = Denied::new(self.to_string(), reason);
-                if unknown {
-                    Verdict::Unknown(denied)
-                } else {
-                    Verdict::NoMatch(denied)
-                }
-            }
-            Node::AllOf(children) => {
-                if children.is_empty() {
-                    return Verdict::NoMatch(Denied::new(
-                        self.to_string(),
-                        "an empty all() denies every peer",
-                    ));
-                }
-                let mut first_unknown = None;
-                for c in children {
-                    match c.evaluate(peer) {
-                        Verdict::Match => {}
-                        no @ Verdict::NoMatch(_) => return no,
-                        unknown @ Verdict::Unknown(_) => {
-                            first_unknown.get_or_insert(unknown);
-                        }
-                    }
-                }
-                first_unknown.unwrap_or(Verdict::Match)
-            }
-            Node::Not(inner) => match inner.evaluate(peer) {
-                Verdict::Match => Verdict::NoMatch(Denied::new(
-                    self.to_string(),
-                    format!("the peer matches `{inner}`"),
-                )),
-                Verdict::NoMatch(_) => Verdict::Match,
-                Verdict::Unknown(d) => Verdict::Unknown(Denied::new(
-                    self.to_string(),
-                    format!(
-                        "cannot tell whether the peer matches `{inner}` ({}), so the deny \
-                         rule fails closed",
-                        d.reason
-                    ),
-                )),
-            },
-            Node::Custom { name, inner } => match inner.authorize(peer) {
-                Ok(()) => Verdict::Match,
-                Err(mut d) => {
-                    if d.rule.is_empty() {
-                        d.rule = format!("custom:{name}");
-                    }
-                    Verdict::NoMatch(d)
-                }
-            },
-        }
-    }
-
     /// Parses several policy strings (e.g. repeated `--allow` flags) and combines them with
     /// [`any_of`](Self::any_of); a single string gives that policy.
     ///
@@ -806,99 +570,5 @@ impl Policy {
             return Err(PolicyError::Empty);
         }
         Ok(Self::any_of(parsed))
-    }
-
-    fn fmt_inner(&self, f: &mut fmt::Formatter<'_>, inside_any: bool) -> fmt::Result {
-        match &*self.node {
-            Node::AnyVerified => f.write_str("any"),
-            Node::Allow(list) => match list.shown.as_slice() {
-                [] => f.write_str("not(any)"),
-                [one] => write_atom(f, list.kind, one),
-                many => {
-                    if !inside_any {
-                        f.write_str("any(")?;
-                    }
-                    for (i, v) in many.iter().enumerate() {
-                        if i > 0 {
-                            f.write_str(", ")?;
-                        }
-                        write_atom(f, list.kind, v)?;
-                    }
-                    if !inside_any {
-                        f.write_str(")")?;
-                    }
-                    Ok(())
-                }
-            },
-            Node::AnyOf(children) | Node::AllOf(children) if children.is_empty() => {
-                f.write_str("not(any)")
-            }
-            Node::AnyOf(children) => {
-                f.write_str("any(")?;
-                for (i, c) in children.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    c.fmt_inner(f, true)?;
-                }
-                f.write_str(")")
-            }
-            Node::AllOf(children) => {
-                f.write_str("all(")?;
-                for (i, c) in children.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    c.fmt_inner(f, false)?;
-                }
-                f.write_str(")")
-            }
-            Node::Not(p) => {
-                f.write_str("not(")?;
-                p.fmt_inner(f, false)?;
-                f.write_str(")")
-            }
-            Node::Custom { name, .. } => write!(f, "custom:{name}"),
-        }
-    }
-}
-
-fn write_atom(f: &mut fmt::Formatter<'_>, kind: Kind, value: &str) -> fmt::Result {
-    f.write_str(kind.name())?;
-    f.write_str(":")?;
-    let needs_quotes = value.is_empty()
-        || value.starts_with(char::is_whitespace)
-        || value.ends_with(char::is_whitespace)
-        || value.contains([',', '(', ')', '"', '\\']);
-    if !needs_quotes {
-        return f.write_str(value);
-    }
-    f.write_str("\"")?;
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            f.write_str("\\")?;
-        }
-        write!(f, "{c}")?;
-    }
-    f.write_str("\"")
-}
-
-impl fmt::Display for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.fmt_inner(f, false)
-    }
-}
-
-impl fmt::Debug for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Policy")
-            .field(&format_args!("{self}"))
-            .finish()
-    }
-}
-
-impl Authorize for Policy {
-    fn authorize(&self, peer: &PeerIdentity) -> Result<(), Denied> {
-        Self::authorize(self, peer)
     }
 }

@@ -1,7 +1,7 @@
 //! Deny rules fail closed: a rule on a field that is present but ambiguous or unreadable
 //! cannot tell, and `not(…)` keeps it so.
 
-use super::tests::{Spec, denied, parse, passes, peer};
+use super::{Spec, denied, parse, passes, peer};
 
 #[test]
 fn a_deny_rule_on_an_ambiguous_spiffe_id_fails_closed() {
