@@ -1,7 +1,6 @@
 //! The client's snapshot and its loader.
 
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
@@ -14,8 +13,9 @@ use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, SignatureScheme};
 
 use super::server::schemes;
+use super::{Material, load_material, with_revocation};
 use crate::error::{Error, Result, Role};
-use crate::material::{self, CrlInfo, IdentityChecks};
+use crate::material::CrlInfo;
 use crate::reload::{Load, Loaded};
 use crate::spec::{Spec, versions};
 use crate::verify::{ServerTrust, delegate_signature_checks};
@@ -74,49 +74,21 @@ impl Load for ClientLoader {
         previous: Option<&ClientSnapshot>,
         _generation: u64,
     ) -> Result<Loaded<ClientSnapshot>> {
-        let now = SystemTime::now();
-        let cas = material::load_cas(&spec.cas, now)?;
-        let chain = match &spec.identity {
-            Some(paths) => crate::pem::load_certs(&paths.cert)?,
-            None => Vec::new(),
-        };
-        let crls = material::load_crls(
-            &spec.crls,
-            &cas,
-            &chain,
-            spec.revocation.enforce_expiry,
-            now,
+        let Material {
+            cas,
+            crls,
+            identity,
+        } = load_material(
+            spec,
+            Role::Client,
+            &self.provider,
+            previous.map(|p| p.crls.as_slice()),
         )?;
-        if let Some(p) = previous {
-            material::check_crl_progress(&p.crls, &crls.info, &cas)?;
-        }
-        let identity = match &spec.identity {
-            Some(paths) => Some(material::load_identity(
-                paths,
-                chain,
-                &self.provider,
-                IdentityChecks {
-                    role: Role::Client,
-                    cas: &cas,
-                    crls: &crls.ders,
-                    check_chain: spec.check_identity_chain,
-                    now,
-                },
-            )?),
-            None => None,
-        };
-        let mut builder =
+        let builder = with_revocation!(
             WebPkiServerVerifier::builder_with_provider(cas.roots.clone(), self.provider.clone())
-                .with_crls(crls.ders.iter().cloned());
-        if !spec.revocation.whole_chain {
-            builder = builder.only_check_end_entity_revocation();
-        }
-        if spec.revocation.allow_unknown {
-            builder = builder.allow_unknown_revocation_status();
-        }
-        if spec.revocation.enforce_expiry {
-            builder = builder.enforce_revocation_expiration();
-        }
+                .with_crls(crls.ders.iter().cloned()),
+            spec.revocation
+        );
         let trust = Arc::new(ServerTrust {
             webpki: builder.build().map_err(Error::Verifier)?,
             policy: spec.policy.clone(),

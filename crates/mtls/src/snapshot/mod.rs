@@ -16,9 +16,90 @@
 pub(crate) mod client;
 pub(crate) mod server;
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
 
+use crate::error::{Error, Result, Role};
+use crate::material::{self, CrlInfo, IdentityChecks, LoadedCas, LoadedCrls, LoadedIdentity};
 use crate::spec::{Revocation, Spec};
+
+/// What both sides load from their files, checked: CAs, CRLs (not rolled back from
+/// `previous_crls`), and this side's own identity when it has one (a server must).
+pub(crate) struct Material {
+    pub(crate) cas: LoadedCas,
+    pub(crate) crls: LoadedCrls,
+    pub(crate) identity: Option<LoadedIdentity>,
+}
+
+pub(crate) fn load_material(
+    spec: &Spec,
+    role: Role,
+    provider: &Arc<CryptoProvider>,
+    previous_crls: Option<&[CrlInfo]>,
+) -> Result<Material> {
+    if role == Role::Server && spec.identity.is_none() {
+        return Err(Error::MissingIdentity { role });
+    }
+    let now = SystemTime::now();
+    let cas = material::load_cas(&spec.cas, now)?;
+    let chain = match &spec.identity {
+        Some(paths) => crate::pem::load_certs(&paths.cert)?,
+        None => Vec::new(),
+    };
+    let crls = material::load_crls(
+        &spec.crls,
+        &cas,
+        &chain,
+        spec.revocation.enforce_expiry,
+        now,
+    )?;
+    if let Some(previous) = previous_crls {
+        material::check_crl_progress(previous, &crls.info, &cas)?;
+    }
+    let identity = match &spec.identity {
+        Some(paths) => Some(material::load_identity(
+            paths,
+            chain,
+            provider,
+            IdentityChecks {
+                role,
+                cas: &cas,
+                crls: &crls.ders,
+                check_chain: spec.check_identity_chain,
+                now,
+            },
+        )?),
+        None => None,
+    };
+    Ok(Material {
+        cas,
+        crls,
+        identity,
+    })
+}
+
+/// Applies the revocation options to a WebPki client or server verifier builder (the
+/// two builder types have the same methods).
+macro_rules! with_revocation {
+    ($builder:expr, $revocation:expr) => {{
+        let mut builder = $builder;
+        let revocation: $crate::spec::Revocation = $revocation;
+        if !revocation.whole_chain {
+            builder = builder.only_check_end_entity_revocation();
+        }
+        if revocation.allow_unknown {
+            builder = builder.allow_unknown_revocation_status();
+        }
+        if revocation.enforce_expiry {
+            builder = builder.enforce_revocation_expiration();
+        }
+        builder
+    }};
+}
+pub(crate) use with_revocation;
 
 /// What a side trusts its peers with; two snapshots with equal keys trust alike.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,6 @@
 //! The server's snapshot and its loader.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
@@ -14,9 +13,9 @@ use rustls::server::{
 use rustls::sign::CertifiedKey;
 use rustls::{DistinguishedName, ServerConfig, SignatureScheme};
 
-use super::TrustKey;
+use super::{Material, TrustKey, load_material, with_revocation};
 use crate::error::{Error, Result, Role};
-use crate::material::{self, CrlInfo, IdentityChecks};
+use crate::material::CrlInfo;
 use crate::reload::{Load, Loaded};
 use crate::spec::{Spec, versions};
 use crate::verify::{ClientTrust, delegate_signature_checks};
@@ -63,48 +62,23 @@ impl Load for ServerLoader {
         previous: Option<&ServerSnapshot>,
         generation: u64,
     ) -> Result<Loaded<ServerSnapshot>> {
-        let paths = spec
-            .identity
-            .as_ref()
-            .ok_or(Error::MissingIdentity { role: Role::Server })?;
         let policy = spec.policy.clone().ok_or(Error::MissingPolicy)?;
-        let now = SystemTime::now();
-        let cas = material::load_cas(&spec.cas, now)?;
-        let chain = crate::pem::load_certs(&paths.cert)?;
-        let crls = material::load_crls(
-            &spec.crls,
-            &cas,
-            &chain,
-            spec.revocation.enforce_expiry,
-            now,
-        )?;
-        if let Some(p) = previous {
-            material::check_crl_progress(&p.crls, &crls.info, &cas)?;
-        }
-        let identity = material::load_identity(
-            paths,
-            chain,
+        let Material {
+            cas,
+            crls,
+            identity,
+        } = load_material(
+            spec,
+            Role::Server,
             &self.provider,
-            IdentityChecks {
-                role: Role::Server,
-                cas: &cas,
-                crls: &crls.ders,
-                check_chain: spec.check_identity_chain,
-                now,
-            },
+            previous.map(|p| p.crls.as_slice()),
         )?;
-        let mut builder =
+        let identity = identity.ok_or(Error::MissingIdentity { role: Role::Server })?;
+        let mut builder = with_revocation!(
             WebPkiClientVerifier::builder_with_provider(cas.roots.clone(), self.provider.clone())
-                .with_crls(crls.ders.iter().cloned());
-        if !spec.revocation.whole_chain {
-            builder = builder.only_check_end_entity_revocation();
-        }
-        if spec.revocation.allow_unknown {
-            builder = builder.allow_unknown_revocation_status();
-        }
-        if spec.revocation.enforce_expiry {
-            builder = builder.enforce_revocation_expiration();
-        }
+                .with_crls(crls.ders.iter().cloned()),
+            spec.revocation
+        );
         if self.client_auth == ClientAuth::Optional {
             builder = builder.allow_unauthenticated();
         }
