@@ -7,30 +7,19 @@
 
 mod common;
 
+use common::{HelloServer, serve_hello};
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mtls::rustls::pki_types::ServerName;
-use mtls::{Client, ListenerOptions, ListenerStats, Policy, Server, TlsListener};
+use mtls::{Client, ListenerOptions, Policy, Server};
 use mtls_testing::TestPki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
-struct Running {
-    addr: SocketAddr,
-    stats: Arc<ListenerStats>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// A listener that answers `hello` on every connection it hands out.
-async fn start(pki: &TestPki, hello_timeout: Duration, options: ListenerOptions) -> Running {
+async fn start(pki: &TestPki, hello_timeout: Duration, options: ListenerOptions) -> HelloServer {
     let (_, sf) = pki.server("localhost");
     let server = Server::builder()
         .identity(&sf.cert, &sf.key)
@@ -40,20 +29,7 @@ async fn start(pki: &TestPki, hello_timeout: Duration, options: ListenerOptions)
         .client_hello_timeout(hello_timeout)
         .build()
         .unwrap();
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut listener = TlsListener::with_options(tcp, server.acceptor(), options).unwrap();
-    let addr = listener.local_addr();
-    let stats = listener.stats();
-    let task = tokio::spawn(async move {
-        loop {
-            let mut conn = listener.accept().await;
-            tokio::spawn(async move {
-                let _ = conn.stream.write_all(b"hello\n").await;
-                let _ = conn.stream.shutdown().await;
-            });
-        }
-    });
-    Running { addr, stats, task }
+    serve_hello(server.acceptor(), options).await
 }
 
 fn client(pki: &TestPki) -> Client {

@@ -9,23 +9,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{ask, ask_raw, raw_client};
+use common::{HelloServer, ask, ask_raw, raw_client, serve_hello};
 use mtls::{Client, ListenerOptions, Policy, Server, TlsListener};
 use mtls_testing::TestPki;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-struct Running {
-    addr: std::net::SocketAddr,
-    stats: Arc<mtls::ListenerStats>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 fn server(pki: &TestPki) -> Server {
     let (_, sf) = pki.server("localhost");
@@ -37,27 +25,12 @@ fn server(pki: &TestPki) -> Server {
         .unwrap()
 }
 
-async fn start(pki: &TestPki, cap: usize, timeout: Duration) -> Running {
-    let server = server(pki);
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut listener = TlsListener::with_options(
-        tcp,
-        server.acceptor().with_timeout(timeout),
+async fn start(pki: &TestPki, cap: usize, timeout: Duration) -> HelloServer {
+    serve_hello(
+        server(pki).acceptor().with_timeout(timeout),
         ListenerOptions::default().max_handshakes(cap),
     )
-    .unwrap();
-    let addr = listener.local_addr();
-    let stats = listener.stats();
-    let task = tokio::spawn(async move {
-        loop {
-            let mut conn = listener.accept().await;
-            tokio::spawn(async move {
-                let _ = conn.stream.write_all(b"hello\n").await;
-                let _ = conn.stream.shutdown().await;
-            });
-        }
-    });
-    Running { addr, stats, task }
+    .await
 }
 
 fn good_client(pki: &TestPki) -> Client {

@@ -50,6 +50,37 @@ pub async fn serve(server: &Server) -> TestServer {
     TestServer { addr, task }
 }
 
+/// A listener with `options` over `acceptor` that answers `hello` on every connection it
+/// hands out, with its counters.
+pub struct HelloServer {
+    pub addr: SocketAddr,
+    pub stats: Arc<mtls::ListenerStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HelloServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn serve_hello(acceptor: mtls::Acceptor, options: mtls::ListenerOptions) -> HelloServer {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut listener = TlsListener::with_options(tcp, acceptor, options).unwrap();
+    let addr = listener.local_addr();
+    let stats = listener.stats();
+    let task = tokio::spawn(async move {
+        loop {
+            let mut conn = listener.accept().await;
+            tokio::spawn(async move {
+                let _ = conn.stream.write_all(b"hello\n").await;
+                let _ = conn.stream.shutdown().await;
+            });
+        }
+    });
+    HelloServer { addr, stats, task }
+}
+
 /// Connects with `client` and returns the server's line, or the error text.
 pub async fn ask(client: &Client, addr: SocketAddr) -> Result<String, String> {
     let fut = async {
