@@ -10,7 +10,7 @@
 //!     .client_ca("ca.crt")
 //!     .crl("ca.crl")
 //!     .policy("spiffe:prod.example.org".parse::<Policy>()?)
-//!     .alpn(["h2", "http/1.1"])
+//!     .alpn(mtls::HTTP_ALPN)
 //!     .build()?;
 //! let config = server.config(); // Arc<rustls::ServerConfig>, for tokio-rustls or others
 //! # let _ = config; Ok(()) }

@@ -222,7 +222,7 @@ async fn tls12_only_and_alpn_are_negotiated() {
         .client_ca(pki.ca_file())
         .policy(Policy::any_verified())
         .tls_versions(&[mtls::TlsVersion::Tls12])
-        .alpn(["h2", "http/1.1"])
+        .alpn(mtls::HTTP_ALPN)
         .build()
         .unwrap();
     let srv = serve(&server).await;

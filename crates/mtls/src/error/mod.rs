@@ -27,7 +27,7 @@
 //!   returned, but stays reachable through
 //!   [`ExtractError::cause`](crate::ExtractError::cause).
 //!
-//! The other error types ([`Rejection`](crate::Rejection), [`Denied`](crate::Denied),
+//! The other error types ([`Rejection`], [`Denied`](crate::Denied),
 //! [`PolicyError`], [`IdentityError`](crate::identity::IdentityError),
 //! [`SpiffeIdError`](crate::SpiffeIdError)) have no source; a nested reason (such as
 //! [`SpiffeIdError::InvalidInCertificate`](crate::SpiffeIdError::InvalidInCertificate)'s)

@@ -1,4 +1,4 @@
-//! One immutable snapshot per side, built by a pure loader from a [`Spec`](crate::spec::Spec).
+//! One immutable snapshot per side, built by a pure loader from a [`Spec`].
 //!
 //! A snapshot holds everything a handshake needs: the certified key, the trust (WebPki
 //! verifier over the CAs and CRLs, the policy, the cache of accepted chains), the
