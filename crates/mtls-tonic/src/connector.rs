@@ -2,7 +2,7 @@
 //! [`Endpoint::connect_with_connector`](tonic::transport::Endpoint::connect_with_connector)
 //! (and `connect_with_connector_lazy`) that speaks mTLS with an [`mtls::Client`].
 //!
-//! [`ChannelConnector`] is mtls-hyper's [`Connector`](mtls_hyper::Connector) offering
+//! [`ChannelConnector`] is mtls-hyper's [`Connector`] offering
 //! only `h2` in ALPN, as gRPC needs. For every new connection of the `Channel` it connects
 //! over TCP and runs [`mtls::Client::handshake_with_alpn`]: it presents the client
 //! certificate in force *at that moment*, verifies the server as the host of the
@@ -10,7 +10,7 @@
 //! client's [server policy](mtls::ClientBuilder::server_policy), resumes sessions only
 //! within one reload, and checks the server again when a reload happened during the
 //! handshake. Only `https` URIs are accepted: `http://` fails with
-//! [`ConnectError::NotHttps`](mtls_hyper::ConnectError::NotHttps) rather than silently
+//! [`ConnectError::NotHttps`] rather than silently
 //! skipping TLS.
 //!
 //! # Rotation and long-lived channels

@@ -1,5 +1,5 @@
 //! The server side: an incoming stream of mTLS connections for
-//! [`tonic::transport::Server::serve_with_incoming`](tonic::transport::server::Router::serve_with_incoming)
+//! `tonic::transport::Server::serve_with_incoming`
 //! (and `serve_with_incoming_shutdown`), built on [`mtls::TlsListener`].
 //!
 //! [`TlsIncoming`] hands tonic the listener's finished connections: the listener runs
