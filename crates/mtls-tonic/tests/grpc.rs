@@ -16,7 +16,7 @@ use tonic::Code;
 #[tokio::test]
 async fn the_handler_sees_the_client_certificate_and_address() {
     let fx = Fixture::new();
-    let (addr, _server) = serve(&fx.server(), ServeOptions::default()).await;
+    let (addr, _stats, _server) = serve(&fx.server(), ServeOptions::default()).await;
     let alice = fx.client("alice");
     let connector = ChannelConnector::new(&alice);
 
@@ -42,10 +42,24 @@ async fn the_handler_sees_the_client_certificate_and_address() {
     );
 }
 
+/// The listener counted a failed handshake and admitted none (it counts a refusal once
+/// it has let the refused connection linger, so wait for it).
+async fn assert_refused_by_listener(stats: &mtls::ListenerStats) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while stats.handshakes_failed() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        stats.handshakes_failed() >= 1,
+        "the listener refused the handshake"
+    );
+    assert_eq!(stats.handshakes_ok(), 0);
+}
+
 #[tokio::test]
 async fn a_client_without_certificate_is_refused_at_the_handshake() {
     let fx = Fixture::new();
-    let (addr, _server) = serve(&fx.server(), ServeOptions::default()).await;
+    let (addr, stats, _server) = serve(&fx.server(), ServeOptions::default()).await;
     let anonymous = fx.client_builder().build().unwrap();
     let status = call(channel(addr, &ChannelConnector::new(&anonymous)), WHOAMI)
         .await
@@ -56,12 +70,13 @@ async fn a_client_without_certificate_is_refused_at_the_handshake() {
         Code::Unauthenticated,
         "refused by TLS, not by the handler"
     );
+    assert_refused_by_listener(&stats).await;
 }
 
 #[tokio::test]
 async fn a_client_of_another_ca_is_refused_at_the_handshake() {
     let fx = Fixture::new();
-    let (addr, _server) = serve(&fx.server(), ServeOptions::default()).await;
+    let (addr, stats, _server) = serve(&fx.server(), ServeOptions::default()).await;
     let other = Ca::root("other root");
     let files = other
         .leaf("mallory")
@@ -82,6 +97,7 @@ async fn a_client_of_another_ca_is_refused_at_the_handshake() {
         .unwrap_err();
     assert_ne!(status.code(), Code::Ok);
     assert_ne!(status.code(), Code::Unauthenticated);
+    assert_refused_by_listener(&stats).await;
 }
 
 #[tokio::test]
@@ -94,7 +110,7 @@ async fn the_method_layer_denies_one_method_and_admits_another() {
         policy: Some(policy),
         ..ServeOptions::default()
     };
-    let (addr, _server) = serve(&fx.server(), options).await;
+    let (addr, _stats, _server) = serve(&fx.server(), options).await;
 
     let alice = channel(addr, &ChannelConnector::new(&fx.client("alice")));
     assert_eq!(
@@ -122,7 +138,7 @@ async fn the_method_layer_answers_unauthenticated_without_a_certificate() {
         policy: Some(policy),
         ..ServeOptions::default()
     };
-    let (addr, _server) = serve(&fx.optional_server(), options).await;
+    let (addr, _stats, _server) = serve(&fx.optional_server(), options).await;
     let anonymous = fx.client_builder().build().unwrap();
     let status = call(channel(addr, &ChannelConnector::new(&anonymous)), WHOAMI)
         .await
@@ -136,7 +152,7 @@ async fn the_method_layer_answers_unauthenticated_without_a_certificate() {
 #[tokio::test]
 async fn a_plain_http_uri_is_refused() {
     let fx = Fixture::new();
-    let (addr, _server) = serve(&fx.server(), ServeOptions::default()).await;
+    let (addr, _stats, _server) = serve(&fx.server(), ServeOptions::default()).await;
     let alice = fx.client("alice");
     let err = tonic::transport::Endpoint::from_shared(format!("http://localhost:{}", addr.port()))
         .unwrap()
@@ -169,7 +185,7 @@ fn rotate(fx: &Fixture, cert: &std::path::Path, key: &std::path::Path, name: &st
 #[tokio::test]
 async fn a_reloaded_client_certificate_reaches_a_new_channel_from_the_same_connector() {
     let fx = Fixture::new();
-    let (addr, _server) = serve(&fx.server(), ServeOptions::default()).await;
+    let (addr, _stats, _server) = serve(&fx.server(), ServeOptions::default()).await;
     let (_, files) = fx.pki.client("alice");
     let client = fx
         .client_builder()
@@ -201,7 +217,7 @@ async fn a_long_lived_channel_presents_the_new_certificate_after_max_connection_
         max_connection_age: Some(Duration::from_millis(300)),
         ..ServeOptions::default()
     };
-    let (addr, _server) = serve(&fx.server(), options).await;
+    let (addr, _stats, _server) = serve(&fx.server(), options).await;
     let (_, files) = fx.pki.client("alice");
     let client = fx
         .client_builder()

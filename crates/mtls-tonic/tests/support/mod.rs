@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -174,10 +175,15 @@ pub struct ServeOptions {
 pub async fn serve(
     server: &mtls::Server,
     options: ServeOptions,
-) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+) -> (
+    SocketAddr,
+    Arc<mtls::ListenerStats>,
+    tokio::task::JoinHandle<()>,
+) {
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let incoming = TlsIncoming::new(TlsListener::new(tcp, server.acceptor()).unwrap());
     let addr = incoming.local_addr();
+    let stats = incoming.stats();
     let mut builder = tonic::transport::Server::builder();
     if let Some(age) = options.max_connection_age {
         builder = builder.max_connection_age(age);
@@ -190,7 +196,7 @@ pub async fn serve(
     let task = tokio::spawn(async move {
         router.serve_with_incoming(incoming).await.unwrap();
     });
-    (addr, task)
+    (addr, stats, task)
 }
 
 /// The endpoint of a test server, by DNS name (the server certificate names
