@@ -1,0 +1,117 @@
+//! The stubs tonic-prost-build generates for `proto/whoami.proto` (committed in
+//! `tests/generated/`, written by `proto/gen`), served over `TlsIncoming` with
+//! `serve_with_incoming_shutdown` and called through `ChannelConnector`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    unreachable_pub,
+    unused_qualifications,
+    elided_lifetimes_in_paths,
+    missing_debug_implementations,
+    missing_docs
+)]
+mod pb {
+    include!("generated/mtls.examples.v1.rs");
+}
+
+use mtls::{Policy, TlsListener};
+use mtls_tonic::{ChannelConnector, MethodPolicyLayer, RequestExt, TlsIncoming};
+use pb::identity_client::IdentityClient;
+use pb::identity_server::{Identity, IdentityServer};
+use pb::{WhoAmIReply, WhoAmIRequest};
+use support::{Fixture, endpoint};
+use tonic::{Code, Request, Response, Status};
+
+struct WhoAmI;
+
+fn reply(request: &Request<WhoAmIRequest>) -> Result<Response<WhoAmIReply>, Status> {
+    let id = request
+        .peer_identity()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    Ok(Response::new(WhoAmIReply {
+        subject: id.subject().to_owned(),
+        common_name: id.common_name().unwrap_or_default().to_owned(),
+        spiffe_id: id.spiffe_id().map(ToString::to_string).unwrap_or_default(),
+        serial: id.serial().to_owned(),
+        fingerprint_sha256: id.fingerprint_sha256().to_owned(),
+    }))
+}
+
+#[tonic::async_trait]
+impl Identity for WhoAmI {
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIReply>, Status> {
+        reply(&request)
+    }
+
+    async fn admin(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIReply>, Status> {
+        reply(&request)
+    }
+}
+
+#[tokio::test]
+async fn generated_stubs_over_mtls_with_a_method_rule_and_graceful_shutdown() {
+    let fx = Fixture::new();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let incoming = TlsIncoming::new(TlsListener::new(tcp, fx.server().acceptor()).unwrap());
+    let addr = incoming.local_addr();
+    let policy = MethodPolicyLayer::new()
+        .rule(
+            "/mtls.examples.v1.Identity/Admin",
+            Policy::common_name(["admin"]),
+        )
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(policy)
+            .add_service(IdentityServer::new(WhoAmI))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+
+    let alice = endpoint(addr)
+        .connect_with_connector(ChannelConnector::new(&fx.client("alice")))
+        .await
+        .unwrap();
+    let mut client = IdentityClient::new(alice);
+    let reply = client
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.common_name, "alice");
+    assert_eq!(reply.fingerprint_sha256.len(), 64);
+    let denied = client.admin(WhoAmIRequest {}).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    let admin = endpoint(addr)
+        .connect_with_connector(ChannelConnector::new(&fx.client("admin")))
+        .await
+        .unwrap();
+    let reply = IdentityClient::new(admin)
+        .admin(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.common_name, "admin");
+
+    // Connections still open (alice's, admin's) are closed gracefully on shutdown.
+    drop(client);
+    stop.send(()).unwrap();
+    tokio::time::timeout(support::TIMEOUT, server)
+        .await
+        .expect("the server shuts down")
+        .unwrap()
+        .unwrap();
+}
