@@ -11,7 +11,9 @@
 //!   through `tracing` (target `mtls_tonic`, level `warn`), never sent to the client;
 //! - a request without the connection info (a server not fed by
 //!   [`TlsIncoming`](crate::TlsIncoming)): `INTERNAL`, logged at `error`, so a
-//!   misconfigured server fails closed.
+//!   misconfigured server fails closed. The layer reads the info of the default identity
+//!   extractor (`ConnectionInfo<Arc<PeerIdentity>>`); behind an acceptor with a custom
+//!   [`IdentityExtractor`](mtls::IdentityExtractor) it answers `INTERNAL` too.
 //!
 //! A method rule takes precedence over its service's rule; a path that no rule matches
 //! goes through unless a [`fallback`](MethodPolicyLayer::fallback) policy is set. The

@@ -205,6 +205,8 @@ pub fn endpoint(addr: SocketAddr) -> Endpoint {
     Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
         .unwrap()
         .timeout(TIMEOUT)
+        // Wraps the connector in hyper-timeout's, which needs hyper-util's `Connection`.
+        .connect_timeout(TIMEOUT)
 }
 
 /// A channel to `addr` through `connector`, connected lazily.
