@@ -115,3 +115,98 @@ async fn generated_stubs_over_mtls_with_a_method_rule_and_graceful_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn interceptors_see_the_identity() {
+    let fx = Fixture::new();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let incoming = TlsIncoming::new(TlsListener::new(tcp, fx.server().acceptor()).unwrap());
+    let addr = incoming.local_addr();
+    let only_alice = |request: Request<()>| match request.peer_identity() {
+        Some(id) if id.common_name() == Some("alice") => Ok(request),
+        _ => Err(Status::permission_denied("not alice")),
+    };
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(IdentityServer::with_interceptor(WhoAmI, only_alice))
+            .serve_with_incoming(incoming),
+    );
+    for (name, ok) in [("alice", true), ("bob", false)] {
+        let channel = endpoint(addr)
+            .connect_with_connector(ChannelConnector::new(&fx.client(name)))
+            .await
+            .unwrap();
+        let result = IdentityClient::new(channel)
+            .who_am_i(WhoAmIRequest {})
+            .await;
+        match result {
+            Ok(reply) if ok => assert_eq!(reply.into_inner().common_name, name),
+            Err(status) if !ok => assert_eq!(status.code(), Code::PermissionDenied),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+/// The principal of a custom extractor.
+#[derive(Debug, Clone, PartialEq)]
+struct Tenant(String);
+
+struct TenantService;
+
+#[tonic::async_trait]
+impl Identity for TenantService {
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIReply>, Status> {
+        // The plain accessors read the default extractor's info, so they see nothing here.
+        assert!(request.connection_info().is_none());
+        let tenant = request
+            .principal::<Tenant>()
+            .ok_or_else(|| Status::internal("no principal"))?;
+        let info = request.connection_info_with::<Tenant>().unwrap();
+        Ok(Response::new(WhoAmIReply {
+            common_name: tenant.0.clone(),
+            subject: info.identity().unwrap().subject().to_owned(),
+            ..WhoAmIReply::default()
+        }))
+    }
+
+    async fn admin(
+        &self,
+        _request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIReply>, Status> {
+        Err(Status::unimplemented("admin"))
+    }
+}
+
+#[tokio::test]
+async fn a_custom_extractor_principal_reaches_the_handler() {
+    let fx = Fixture::new();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let extractor = |id: &std::sync::Arc<mtls::PeerIdentity>| {
+        Ok::<_, mtls::ExtractError>(Tenant(format!(
+            "tenant-{}",
+            id.common_name().unwrap_or_default()
+        )))
+    };
+    let acceptor = fx.server().acceptor_with(extractor);
+    let incoming = TlsIncoming::new(TlsListener::new(tcp, acceptor).unwrap());
+    let addr = incoming.local_addr();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(IdentityServer::new(TenantService))
+            .serve_with_incoming(incoming),
+    );
+    let channel = endpoint(addr)
+        .connect_with_connector(ChannelConnector::new(&fx.client("alice")))
+        .await
+        .unwrap();
+    let reply = IdentityClient::new(channel)
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.common_name, "tenant-alice");
+    assert!(reply.subject.contains("CN=alice"));
+}
