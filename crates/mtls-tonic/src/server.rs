@@ -174,7 +174,7 @@ impl<P: Clone + Send + Sync + 'static> Connected for IncomingConnection<P> {
     }
 }
 
-impl<P: Unpin> AsyncRead for IncomingConnection<P> {
+impl<P> AsyncRead for IncomingConnection<P> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -184,7 +184,7 @@ impl<P: Unpin> AsyncRead for IncomingConnection<P> {
     }
 }
 
-impl<P: Unpin> AsyncWrite for IncomingConnection<P> {
+impl<P> AsyncWrite for IncomingConnection<P> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
