@@ -245,3 +245,27 @@ async fn a_long_lived_channel_presents_the_new_certificate_after_max_connection_
         }
     }
 }
+
+#[tokio::test]
+async fn a_server_policy_change_applies_to_new_connections_while_an_open_one_keeps_working() {
+    let fx = Fixture::new();
+    let server = fx.server();
+    let (addr, _stats, _task) = serve(&server, ServeOptions::default()).await;
+    let connector = ChannelConnector::new(&fx.client("alice"));
+    let open = channel(addr, &connector);
+    assert_eq!(
+        call(open.clone(), WHOAMI).await.unwrap().common_name,
+        "alice"
+    );
+
+    server
+        .handle()
+        .set_policy(Policy::common_name(["admin"]))
+        .unwrap();
+
+    // The open HTTP/2 connection keeps the identity it was admitted with ...
+    assert_eq!(call(open, WHOAMI).await.unwrap().common_name, "alice");
+    // ... and a new connection meets the new policy at its handshake.
+    let status = call(channel(addr, &connector), WHOAMI).await.unwrap_err();
+    assert_ne!(status.code(), Code::Ok);
+}
