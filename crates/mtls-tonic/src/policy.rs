@@ -8,7 +8,8 @@
 //! - no client certificate (an anonymous client under
 //!   [`ClientAuth::Optional`](mtls::ClientAuth::Optional)): `UNAUTHENTICATED`;
 //! - the policy denies the identity: `PERMISSION_DENIED`. The rule that denied is logged
-//!   through `tracing` (target `mtls_tonic`, level `warn`), never sent to the client;
+//!   through `tracing` (target `mtls_tonic`, level `warn`) and put into the response's
+//!   extensions as an [`mtls::Denied`] for outer layers, never sent to the client;
 //! - a request without the connection info (a server not fed by
 //!   [`TlsIncoming`](crate::TlsIncoming)): `INTERNAL`, logged at `error`, so a
 //!   misconfigured server fails closed. The layer reads the info of the default identity
@@ -38,7 +39,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use mtls::{ConnectionInfo, Policy};
+use mtls::{ConnectionInfo, Denied, Policy};
 use pin_project_lite::pin_project;
 use tonic::Status;
 use tower_layer::Layer;
@@ -192,7 +193,10 @@ impl<S> MethodPolicy<S> {
     }
 }
 
-fn check(rules: &Rules, path: &str, ext: &http::Extensions) -> Result<(), Status> {
+/// A refusal: the status for the client, and the denial for outer layers.
+type Refusal = (Status, Option<Denied>);
+
+fn check(rules: &Rules, path: &str, ext: &http::Extensions) -> Result<(), Refusal> {
     let Some(policy) = rules.policy_for(path) else {
         return Ok(());
     };
@@ -203,12 +207,13 @@ fn check(rules: &Rules, path: &str, ext: &http::Extensions) -> Result<(), Status
             "request without mtls connection info: serve this server with \
              mtls_tonic::TlsIncoming (and the default identity extractor)"
         );
-        return Err(Status::internal("internal error"));
+        return Err((Status::internal("internal error"), None));
     };
     let Some(identity) = info.identity() else {
         tracing::debug!(target: "mtls_tonic", method = path, "refused an anonymous client");
-        return Err(Status::unauthenticated(
-            "a client certificate is required for this method",
+        return Err((
+            Status::unauthenticated("a client certificate is required for this method"),
+            None,
         ));
     };
     policy.authorize(identity).map_err(|denied| {
@@ -220,7 +225,9 @@ fn check(rules: &Rules, path: &str, ext: &http::Extensions) -> Result<(), Status
             reason = denied.reason(),
             "request refused by policy"
         );
-        Status::permission_denied("the client certificate is not allowed to call this method")
+        let status =
+            Status::permission_denied("the client certificate is not allowed to call this method");
+        (status, Some(denied))
     })
 }
 
@@ -244,11 +251,17 @@ where
                     future: self.inner.call(req),
                 },
             },
-            Err(status) => ResponseFuture {
-                kind: Kind::Rejected {
-                    response: Some(status.into_http()),
-                },
-            },
+            Err((status, denied)) => {
+                let mut response = status.into_http();
+                if let Some(denied) = denied {
+                    response.extensions_mut().insert(denied);
+                }
+                ResponseFuture {
+                    kind: Kind::Rejected {
+                        response: Some(response),
+                    },
+                }
+            }
         }
     }
 }

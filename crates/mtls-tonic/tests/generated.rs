@@ -210,3 +210,47 @@ async fn a_custom_extractor_principal_reaches_the_handler() {
     assert_eq!(reply.common_name, "tenant-alice");
     assert!(reply.subject.contains("CN=alice"));
 }
+
+#[tokio::test]
+async fn outer_layers_find_the_denial_in_the_response_extensions() {
+    use std::sync::{Arc, Mutex};
+
+    let fx = Fixture::new();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let incoming = TlsIncoming::new(TlsListener::new(tcp, fx.server().acceptor()).unwrap());
+    let addr = incoming.local_addr();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = {
+        let seen = seen.clone();
+        tower::util::MapResponseLayer::new(move |response: http::Response<tonic::body::Body>| {
+            if let Some(denied) = response.extensions().get::<mtls::Denied>() {
+                seen.lock().unwrap().push(denied.rule().to_owned());
+            }
+            response
+        })
+    };
+    let policy = MethodPolicyLayer::new()
+        .rule(
+            "/mtls.examples.v1.Identity/*",
+            Policy::common_name(["admin"]),
+        )
+        .unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(record)
+            .layer(policy)
+            .add_service(IdentityServer::new(WhoAmI))
+            .serve_with_incoming(incoming),
+    );
+    let channel = endpoint(addr)
+        .connect_with_connector(ChannelConnector::new(&fx.client("alice")))
+        .await
+        .unwrap();
+    let status = IdentityClient::new(channel)
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(!status.message().contains("admin"), "{}", status.message());
+    assert_eq!(*seen.lock().unwrap(), ["cn:admin"]);
+}
