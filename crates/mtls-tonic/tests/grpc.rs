@@ -1,0 +1,271 @@
+//! A tonic service served over `TlsIncoming` and called by tonic channels through
+//! `ChannelConnector`, over real TLS on 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use mtls::Policy;
+use mtls_testing::Ca;
+use mtls_tonic::{ChannelConnector, MethodPolicyLayer};
+use support::{ADMIN, Fixture, ServeOptions, WHOAMI, call, channel, endpoint, serve};
+use tonic::Code;
+
+#[tokio::test]
+async fn the_handler_sees_the_client_certificate_and_address() {
+    let fx = Fixture::new();
+    let (addr, _stats, _server) = serve(&fx.server(), ServeOptions::default()).await;
+    let alice = fx.client("alice");
+    let connector = ChannelConnector::new(&alice);
+
+    let channel = endpoint(addr)
+        .connect_with_connector(connector)
+        .await
+        .unwrap();
+    let reply = call(channel, WHOAMI).await.unwrap();
+    assert_eq!(reply.common_name, "alice");
+    assert!(reply.subject.contains("CN=alice"), "{}", reply.subject);
+    assert_eq!(
+        reply.fingerprint_sha256.len(),
+        64,
+        "{}",
+        reply.fingerprint_sha256
+    );
+    assert!(!reply.serial.is_empty());
+    // `Request::remote_addr()` works through `TcpConnectInfoLayer`.
+    assert!(
+        reply.remote_addr.starts_with("127.0.0.1:"),
+        "{}",
+        reply.remote_addr
+    );
+}
+
+/// The listener counted a failed handshake and admitted none (it counts a refusal once
+/// it has let the refused connection linger, so wait for it).
+async fn assert_refused_by_listener(stats: &mtls::ListenerStats) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while stats.handshakes_failed() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        stats.handshakes_failed() >= 1,
+        "the listener refused the handshake"
+    );
+    assert_eq!(stats.handshakes_ok(), 0);
+}
+
+#[tokio::test]
+async fn a_client_without_certificate_is_refused_at_the_handshake() {
+    let fx = Fixture::new();
+    let (addr, stats, _server) = serve(&fx.server(), ServeOptions::default()).await;
+    let anonymous = fx.client_builder().build().unwrap();
+    let status = call(channel(addr, &ChannelConnector::new(&anonymous)), WHOAMI)
+        .await
+        .unwrap_err();
+    assert_ne!(status.code(), Code::Ok);
+    assert_ne!(
+        status.code(),
+        Code::Unauthenticated,
+        "refused by TLS, not by the handler"
+    );
+    assert_refused_by_listener(&stats).await;
+}
+
+#[tokio::test]
+async fn a_client_of_another_ca_is_refused_at_the_handshake() {
+    let fx = Fixture::new();
+    let (addr, stats, _server) = serve(&fx.server(), ServeOptions::default()).await;
+    let other = Ca::root("other root");
+    let files = other
+        .leaf("mallory")
+        .client()
+        .build()
+        .write(fx.pki.dir.path(), "mallory");
+    // The client trusts our server's CA; its own certificate is from a CA the server does
+    // not trust (the client's preflight wants its chain to reach one of its CAs).
+    let other_ca = other.write_cert(fx.pki.dir.path(), "other-ca.crt");
+    let mallory = fx
+        .client_builder()
+        .ca(other_ca)
+        .identity(files.cert, files.key)
+        .build()
+        .unwrap();
+    let status = call(channel(addr, &ChannelConnector::new(&mallory)), WHOAMI)
+        .await
+        .unwrap_err();
+    assert_ne!(status.code(), Code::Ok);
+    assert_ne!(status.code(), Code::Unauthenticated);
+    assert_refused_by_listener(&stats).await;
+}
+
+#[tokio::test]
+async fn the_method_layer_denies_one_method_and_admits_another() {
+    let fx = Fixture::new();
+    let policy = MethodPolicyLayer::new()
+        .rule(ADMIN, Policy::common_name(["admin"]))
+        .unwrap();
+    let options = ServeOptions {
+        policy: Some(policy),
+        ..ServeOptions::default()
+    };
+    let (addr, _stats, _server) = serve(&fx.server(), options).await;
+
+    let alice = channel(addr, &ChannelConnector::new(&fx.client("alice")));
+    assert_eq!(
+        call(alice.clone(), WHOAMI).await.unwrap().common_name,
+        "alice"
+    );
+    let denied = call(alice, ADMIN).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(
+        !denied.message().contains("cn:"),
+        "the rule stays in the server log"
+    );
+
+    let admin = channel(addr, &ChannelConnector::new(&fx.client("admin")));
+    assert_eq!(call(admin, ADMIN).await.unwrap().common_name, "admin");
+}
+
+#[tokio::test]
+async fn the_method_layer_answers_unauthenticated_without_a_certificate() {
+    let fx = Fixture::new();
+    let policy = MethodPolicyLayer::new()
+        .rule("/mtls.examples.v1.Identity/*", Policy::any_verified())
+        .unwrap();
+    let options = ServeOptions {
+        policy: Some(policy),
+        ..ServeOptions::default()
+    };
+    let (addr, _stats, _server) = serve(&fx.optional_server(), options).await;
+    let anonymous = fx.client_builder().build().unwrap();
+    let status = call(channel(addr, &ChannelConnector::new(&anonymous)), WHOAMI)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let alice = channel(addr, &ChannelConnector::new(&fx.client("alice")));
+    assert_eq!(call(alice, ADMIN).await.unwrap().common_name, "alice");
+}
+
+#[tokio::test]
+async fn a_plain_http_uri_is_refused() {
+    let fx = Fixture::new();
+    let (addr, _stats, _server) = serve(&fx.server(), ServeOptions::default()).await;
+    let alice = fx.client("alice");
+    let err = tonic::transport::Endpoint::from_shared(format!("http://localhost:{}", addr.port()))
+        .unwrap()
+        .connect_with_connector(ChannelConnector::new(&alice))
+        .await
+        .unwrap_err();
+    let mut chain = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(e) = source {
+        chain.push_str(&format!("{e}; "));
+        source = e.source();
+    }
+    assert!(chain.contains("not an https URI"), "{chain}");
+    let _ = err.source();
+}
+
+/// Rewrites alice's files with a new certificate `CN=<name>` (write, then rename).
+fn rotate(fx: &Fixture, cert: &std::path::Path, key: &std::path::Path, name: &str) {
+    let files = fx
+        .pki
+        .intermediate
+        .leaf(name)
+        .client()
+        .build()
+        .write(fx.pki.dir.path(), &format!("{name}.next"));
+    std::fs::rename(&files.cert, cert).unwrap();
+    std::fs::rename(&files.key, key).unwrap();
+}
+
+#[tokio::test]
+async fn a_reloaded_client_certificate_reaches_a_new_channel_from_the_same_connector() {
+    let fx = Fixture::new();
+    let (addr, _stats, _server) = serve(&fx.server(), ServeOptions::default()).await;
+    let (_, files) = fx.pki.client("alice");
+    let client = fx
+        .client_builder()
+        .identity(&files.cert, &files.key)
+        .build()
+        .unwrap();
+    let connector = ChannelConnector::new(&client);
+
+    let first = channel(addr, &connector);
+    assert_eq!(
+        call(first.clone(), WHOAMI).await.unwrap().common_name,
+        "alice"
+    );
+
+    rotate(&fx, &files.cert, &files.key, "carol");
+    client.handle().reload().unwrap();
+
+    // The open connection keeps the certificate it was opened with ...
+    assert_eq!(call(first, WHOAMI).await.unwrap().common_name, "alice");
+    // ... and a new connection through the same connector presents the new one.
+    let second = channel(addr, &connector);
+    assert_eq!(call(second, WHOAMI).await.unwrap().common_name, "carol");
+}
+
+#[tokio::test]
+async fn a_long_lived_channel_presents_the_new_certificate_after_max_connection_age() {
+    let fx = Fixture::new();
+    let options = ServeOptions {
+        max_connection_age: Some(Duration::from_millis(300)),
+        ..ServeOptions::default()
+    };
+    let (addr, _stats, _server) = serve(&fx.server(), options).await;
+    let (_, files) = fx.pki.client("alice");
+    let client = fx
+        .client_builder()
+        .identity(&files.cert, &files.key)
+        .build()
+        .unwrap();
+    let channel = channel(addr, &ChannelConnector::new(&client));
+    assert_eq!(
+        call(channel.clone(), WHOAMI).await.unwrap().common_name,
+        "alice"
+    );
+
+    rotate(&fx, &files.cert, &files.key, "carol");
+    client.handle().reload().unwrap();
+
+    // The server closes the connection after its age; the channel reconnects with the
+    // certificate in force. A call racing with the GOAWAY may fail: retry a few times.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match call(channel.clone(), WHOAMI).await {
+            Ok(reply) if reply.common_name == "carol" => break,
+            Ok(_) | Err(_) if tokio::time::Instant::now() < deadline => {}
+            other => panic!("the channel never presented the new certificate: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_server_policy_change_applies_to_new_connections_while_an_open_one_keeps_working() {
+    let fx = Fixture::new();
+    let server = fx.server();
+    let (addr, _stats, _task) = serve(&server, ServeOptions::default()).await;
+    let connector = ChannelConnector::new(&fx.client("alice"));
+    let open = channel(addr, &connector);
+    assert_eq!(
+        call(open.clone(), WHOAMI).await.unwrap().common_name,
+        "alice"
+    );
+
+    server
+        .handle()
+        .set_policy(Policy::common_name(["admin"]))
+        .unwrap();
+
+    // The open HTTP/2 connection keeps the identity it was admitted with ...
+    assert_eq!(call(open, WHOAMI).await.unwrap().common_name, "alice");
+    // ... and a new connection meets the new policy at its handshake.
+    let status = call(channel(addr, &connector), WHOAMI).await.unwrap_err();
+    assert_ne!(status.code(), Code::Ok);
+}
