@@ -10,6 +10,13 @@
 //! refused in the handshake (`UNAVAILABLE`); `Admin`, for CN `admin` only, answers
 //! `PERMISSION_DENIED` to alice, whom the listener admits.
 //!
+//! The other way round, our client (`mtls-tonic`'s `ChannelConnector` with the generated
+//! `IdentityClient`) calls a Python `grpcio` server with `require_client_auth=True` (a
+//! generic handler from `grpc.method_handlers_generic_handler`, answering the CN from its
+//! auth context): alice's certificate is answered with `alice`; without a certificate or
+//! with another CA's the call fails. (grpcio's `ssl_server_credentials` takes no CRL, so
+//! there is no revoked case there.)
+//!
 //! Skipped with a message when `python3 -c "import grpc"` fails, unless
 //! `MTLS_REQUIRE_PEERS=1` (then the test fails). Node `@grpc/grpc-js` is not covered yet.
 
@@ -20,10 +27,10 @@ mod support;
 use std::net::SocketAddr;
 
 use mtls::{Policy, TlsListener};
-use mtls_tonic::{MethodPolicyLayer, RequestExt, TlsIncoming};
+use mtls_tonic::{ChannelConnector, MethodPolicyLayer, RequestExt, TlsIncoming};
 use support::check::record;
 use support::pki::{Case, guide};
-use support::proc::{CLIENT_TIMEOUT, require_python, run};
+use support::proc::{self, CLIENT_TIMEOUT, Daemon, require_python, run};
 use tokio::process::Command;
 use tonic::{Request, Response, Status};
 
@@ -40,6 +47,7 @@ mod pb {
     include!("../../crates/mtls-tonic/tests/generated/mtls.examples.v1.rs");
 }
 
+use pb::identity_client::IdentityClient;
 use pb::identity_server::{Identity, IdentityServer};
 use pb::{WhoAmIReply, WhoAmIRequest};
 
@@ -240,5 +248,96 @@ async fn python_grpcio_to_tonic_server() {
             );
         }
         other => panic!("python grpcio, Admin as alice: {other:?}"),
+    }
+}
+
+/// grpcio as a server requiring a client certificate from the guide CA; `WhoAmI` answers
+/// a `WhoAmIReply` (encoded by hand) with the client's CN and subject from the auth context.
+const GRPCIO_SERVER: &str = r#"
+import sys
+from concurrent import futures
+import grpc
+port, ca, cert, key = sys.argv[1:5]
+def read(p):
+    with open(p, "rb") as f:
+        return f.read()
+def field(tag, value):
+    value = value[:127]
+    return bytes([tag << 3 | 2, len(value)]) + value
+def who_am_i(request, context):
+    auth = context.auth_context()
+    cn = (auth.get("x509_common_name") or [b""])[0]
+    subject = (auth.get("x509_subject") or [b""])[0]
+    return field(1, subject) + field(2, cn)
+handler = grpc.method_handlers_generic_handler(
+    "mtls.examples.v1.Identity",
+    {"WhoAmI": grpc.unary_unary_rpc_method_handler(who_am_i)},
+)
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+server.add_generic_rpc_handlers((handler,))
+creds = grpc.ssl_server_credentials(
+    [(read(key), read(cert))], root_certificates=read(ca), require_client_auth=True
+)
+server.add_secure_port("127.0.0.1:" + port, creds)
+server.start()
+print("serving", flush=True)
+server.wait_for_termination()
+"#;
+
+/// The core client for `case`, as in `interop_clients.rs`: the guide CA, the case's
+/// certificate (another CA's one is allowed past the builder's chain check).
+fn mtls_client(case: Case) -> mtls::Client {
+    let mut builder = mtls::Client::builder().ca(guide().ca());
+    if let Some((cert, key)) = case.identity() {
+        builder = builder.identity(cert, key);
+    }
+    if case == Case::OtherCa {
+        builder = builder.check_identity_chain(false);
+    }
+    builder.build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tonic_channel_to_python_grpcio_server() {
+    if !require_python("grpc") {
+        return;
+    }
+    let g = guide();
+    let dir = proc::scratch_dir("grpcio-server-");
+    let port = proc::free_port();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", GRPCIO_SERVER])
+        .arg(port.to_string())
+        .arg(g.ca())
+        .arg(g.server_crt())
+        .arg(g.server_key());
+    let daemon = Daemon::start("grpcio server", cmd, port, &dir).await;
+
+    for case in [Case::Good, Case::NoCert, Case::OtherCa] {
+        let channel = tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}"))
+            .unwrap()
+            .timeout(CLIENT_TIMEOUT)
+            .connect_timeout(CLIENT_TIMEOUT)
+            .connect_with_connector_lazy(ChannelConnector::new(&mtls_client(case)));
+        let result = IdentityClient::new(channel)
+            .who_am_i(WhoAmIRequest {})
+            .await;
+        let what = match (case, result) {
+            (Case::Good, Ok(reply)) => {
+                let reply = reply.into_inner();
+                assert_eq!(reply.common_name, "alice", "{reply:?}");
+                assert!(reply.subject.contains("CN=alice"), "{reply:?}");
+                "WhoAmI answered: the server saw CN alice".to_owned()
+            }
+            (Case::NoCert | Case::OtherCa, Err(status)) => {
+                format!("refused: {:?} {}", status.code(), status.message())
+            }
+            (case, other) => panic!(
+                "mtls-tonic to grpcio, {}: {other:?}; server log: {}",
+                case.label(),
+                daemon.log_text()
+            ),
+        };
+        record("mtls-tonic", "python grpcio", case, &what);
     }
 }
