@@ -102,3 +102,49 @@ fn grpc_client_against_grpc_server() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn grpc_examples_bad_flags_and_files_exit_2() {
+    let pki = TestPki::new();
+    let (_, server) = pki.server("localhost");
+    let ca = pki.ca_file();
+    // The server insists on a client policy, as axum_server does.
+    let out = Command::new(binary("grpc_server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--cert",
+            s(&server.cert),
+            "--key",
+            s(&server.key),
+            "--client-ca",
+            s(&ca),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow"));
+
+    let out = Command::new(binary("grpc_client"))
+        .args(["--cert", s(&server.cert), "https://localhost:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing --key"));
+
+    let out = Command::new(binary("grpc_client"))
+        .args([
+            "--cert",
+            "/nonexistent/client.crt",
+            "--key",
+            "/nonexistent/client.key",
+            "--ca",
+            s(&ca),
+            "https://localhost:1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("client.crt"));
+}
