@@ -15,9 +15,9 @@
 //! (written by `cargo run --manifest-path proto/gen/Cargo.toml`), included here so that
 //! there is one copy of them and no protoc at build time.
 
+use mtls_examples::server_args::{Parsed, ServerArgs as Args, parse_server_args};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use mtls::{ClientAuth, Policy, Server, TlsListener};
@@ -72,105 +72,6 @@ Once ready, prints `listening on ADDR` (the bound address) on stdout.
 Exit codes: 0 after Ctrl-C or SIGTERM, 1 on a runtime error, 2 on bad flags or files.
 ";
 
-/// The parsed command line.
-#[derive(Debug)]
-struct Args {
-    listen: String,
-    cert: PathBuf,
-    key: PathBuf,
-    client_cas: Vec<PathBuf>,
-    crls: Vec<PathBuf>,
-    policy: Policy,
-    optional_client_auth: bool,
-    admin_cn: String,
-    watch: bool,
-}
-
-enum Parsed {
-    Run(Box<Args>),
-    Help,
-}
-
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut listen = None;
-    let mut cert = None;
-    let mut key = None;
-    let mut client_cas = Vec::new();
-    let mut crls = Vec::new();
-    let mut allow = Vec::new();
-    let mut allow_any = false;
-    let mut optional_client_auth = false;
-    let mut admin_cn = None;
-    let mut watch = false;
-
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        // Accept both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |what: &str| -> Result<String, String> {
-            match inline.clone().or_else(|| args.next()) {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(format!("{flag} needs a value ({what})")),
-            }
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--listen" => listen = Some(value("an address such as 127.0.0.1:50051")?),
-            "--cert" => cert = Some(PathBuf::from(value("a PEM file")?)),
-            "--key" => key = Some(PathBuf::from(value("a PEM file")?)),
-            "--client-ca" => client_cas.push(PathBuf::from(value("a PEM file")?)),
-            "--crl" => crls.push(PathBuf::from(value("a PEM or DER file")?)),
-            "--allow" => allow.push(value("a policy such as cn:alice")?),
-            "--admin-cn" => admin_cn = Some(value("a common name")?),
-            "--allow-any" | "--optional-client-auth" | "--watch" if inline.is_some() => {
-                return Err(format!("{flag} takes no value"));
-            }
-            "--allow-any" => allow_any = true,
-            "--optional-client-auth" => optional_client_auth = true,
-            "--watch" => watch = true,
-            other if other.starts_with('-') => return Err(format!("unknown flag `{other}`")),
-            other => return Err(format!("unexpected argument `{other}`")),
-        }
-    }
-
-    let listen = listen.ok_or("--listen ADDR is required")?;
-    let cert = cert.ok_or("--cert FILE is required (the server's certificate)")?;
-    let key = key.ok_or("--key FILE is required (the server's private key)")?;
-    if client_cas.is_empty() {
-        return Err("--client-ca FILE is required (the CA that issues client certificates)".into());
-    }
-    let policy = match (allow.is_empty(), allow_any) {
-        (true, false) => {
-            return Err(
-                "say which clients may connect: --allow SPEC (e.g. --allow cn:alice, \
-                        repeatable) or --allow-any for every client with a certificate from \
-                        a --client-ca"
-                    .into(),
-            );
-        }
-        (false, true) => return Err("--allow and --allow-any exclude each other".into()),
-        (true, true) => Policy::any_verified(),
-        (false, false) => {
-            Policy::parse_any(&allow).map_err(|e| format!("bad --allow value: {e}"))?
-        }
-    };
-    let admin_cn = admin_cn.unwrap_or_else(|| "admin".to_owned());
-    Ok(Parsed::Run(Box::new(Args {
-        listen,
-        cert,
-        key,
-        client_cas,
-        crls,
-        policy,
-        optional_client_auth,
-        admin_cn,
-        watch,
-    })))
-}
-
 /// Both methods answer the caller's identity; `Admin` is guarded by the policy layer.
 struct WhoAmI;
 
@@ -205,7 +106,7 @@ impl Identity for WhoAmI {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let args = match parse_server_args(std::env::args().skip(1), "127.0.0.1:50051") {
         Ok(Parsed::Help) => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
