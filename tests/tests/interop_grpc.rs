@@ -1,14 +1,16 @@
 //! gRPC interop: our tonic server (`mtls-tonic`'s `TlsIncoming` and `MethodPolicyLayer`,
 //! serving `mtls.examples.v1.Identity` from `proto/whoami.proto`) against Python
-//! `grpcio` as the client, on the openssl-made guide PKI.
+//! `grpcio` and Node `@grpc/grpc-js` as clients, on the openssl-made guide PKI.
 //!
 //! The Python client uses `grpc.ssl_channel_credentials(root_certificates, private_key,
 //! certificate_chain)` and a generic unary call (`channel.unary_unary(path)` with bytes
-//! in and out), so no Python code generation is needed: the request is empty and the
-//! reply's bytes are checked for the CN. Cases: alice's certificate gets `WhoAmI`
-//! answered with `alice`; no certificate, another CA's and bob's revoked certificate are
-//! refused in the handshake (`UNAVAILABLE`); `Admin`, for CN `admin` only, answers
-//! `PERMISSION_DENIED` to alice, whom the listener admits.
+//! in and out); the Node client `grpc.credentials.createSsl(root, key, chain)` and
+//! `Client.makeUnaryRequest(path)` the same way, so neither needs code generation: the
+//! request is empty and the reply's bytes are checked for the CN. Cases: alice's
+//! certificate gets `WhoAmI` answered with `alice`; no certificate, another CA's and
+//! bob's revoked certificate are refused in the handshake (`UNAVAILABLE`), and so is
+//! alice by a second server whose listener policy admits only CN `admin`; `Admin`, for
+//! CN `admin` only, answers `PERMISSION_DENIED` to alice, whom the listener admits.
 //!
 //! The other way round, our client (`mtls-tonic`'s `ChannelConnector` with the generated
 //! `IdentityClient`) calls a Python `grpcio` server with `require_client_auth=True` (a
@@ -17,8 +19,9 @@
 //! with another CA's the call fails. (grpcio's `ssl_server_credentials` takes no CRL, so
 //! there is no revoked case there.)
 //!
-//! Skipped with a message when `python3 -c "import grpc"` fails, unless
-//! `MTLS_REQUIRE_PEERS=1` (then the test fails). Node `@grpc/grpc-js` is not covered yet.
+//! Skipped with a message when `python3 -c "import grpc"` fails, or when `node` cannot
+//! load `@grpc/grpc-js` from `tests/node/node_modules` (`npm ci --prefix tests/node`,
+//! which `.ci/run` does), unless `MTLS_REQUIRE_PEERS=1` (then the test fails).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -86,15 +89,15 @@ impl Identity for WhoAmI {
     }
 }
 
-/// Our tonic server on the guide PKI (its CA and CRL), any client of the CA admitted,
-/// `Admin` only for CN `admin`. Runs until the test's runtime ends.
-async fn tonic_server() -> SocketAddr {
+/// Our tonic server on the guide PKI (its CA and CRL), the clients `policy` admits
+/// accepted, `Admin` only for CN `admin`. Runs until the test's runtime ends.
+async fn tonic_server(policy: Policy) -> SocketAddr {
     let g = guide();
     let server = mtls::Server::builder()
         .identity(g.server_crt(), g.server_key())
         .client_ca(g.ca())
         .crl(g.crl())
-        .policy(Policy::any_verified())
+        .policy(policy)
         .alpn(["h2"])
         .build()
         .unwrap();
@@ -139,21 +142,117 @@ with grpc.secure_channel(target, creds) as channel:
 print("OK", reply.hex())
 "#;
 
-/// What the grpcio client saw.
+/// grpc-js as a client: one unary call, printing as [`GRPCIO_CLIENT`] does.
+const GRPC_JS_CLIENT: &str = r#"
+const fs = require("fs");
+const grpc = require("@grpc/grpc-js");
+const [target, path, ca, cert, key] = process.argv.slice(1);
+const creds = grpc.credentials.createSsl(
+  fs.readFileSync(ca),
+  key === "-" ? null : fs.readFileSync(key),
+  cert === "-" ? null : fs.readFileSync(cert),
+);
+const client = new grpc.Client(target, creds);
+const deadline = new Date(Date.now() + 10000);
+client.makeUnaryRequest(path, (x) => x, (b) => b, Buffer.alloc(0), { deadline }, (err, reply) => {
+  if (err) {
+    console.log("ERROR", grpc.status[err.code], err.details);
+  } else {
+    console.log("OK", reply.toString("hex"));
+  }
+  client.close();
+});
+"#;
+
+/// A gRPC client we did not write.
+#[derive(Debug, Clone, Copy)]
+enum Peer {
+    PythonGrpcio,
+    NodeGrpcJs,
+}
+
+impl Peer {
+    fn label(self) -> &'static str {
+        match self {
+            Self::PythonGrpcio => "python grpcio",
+            Self::NodeGrpcJs => "node @grpc/grpc-js",
+        }
+    }
+
+    /// Whether the peer is installed (see [`proc::present`]).
+    fn available(self) -> bool {
+        match self {
+            Self::PythonGrpcio => require_python("grpc"),
+            Self::NodeGrpcJs => {
+                let found = proc::on_path("node").is_some()
+                    && std::process::Command::new("node")
+                        .args(["-e", "require('@grpc/grpc-js')"])
+                        .current_dir(node_dir())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success());
+                proc::present("node @grpc/grpc-js (npm ci --prefix tests/node)", found)
+            }
+        }
+    }
+
+    /// grpc-js reports OpenSSL's error, with the alert our listener sent: it must be the
+    /// one for the refusal's real cause. (grpcio only says `TSI_DATA_CORRUPTED`.)
+    fn check_alert(self, alert: &str, details: &str) {
+        if matches!(self, Self::NodeGrpcJs) {
+            assert!(
+                details.contains(alert),
+                "expected alert {alert:?}: {details}"
+            );
+        }
+    }
+
+    fn command(self) -> Command {
+        match self {
+            Self::PythonGrpcio => {
+                let mut cmd = Command::new("python3");
+                cmd.args(["-c", GRPCIO_CLIENT]);
+                cmd
+            }
+            Self::NodeGrpcJs => {
+                let mut cmd = Command::new("node");
+                cmd.args(["-e", GRPC_JS_CLIENT]).current_dir(node_dir());
+                cmd
+            }
+        }
+    }
+}
+
+/// The TLS alert our listener sends for `case` (as OpenSSL names it).
+fn case_alert(case: Case) -> &'static str {
+    match case {
+        Case::NoCert => "certificate required",
+        Case::OtherCa => "unknown ca",
+        Case::Revoked => "certificate revoked",
+        Case::Good => "",
+    }
+}
+
+/// `tests/node`, whose `node_modules` holds `@grpc/grpc-js` (`npm ci` there).
+fn node_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("node")
+}
+
+/// What a client saw.
 #[derive(Debug)]
 enum Grpc {
     Ok(Vec<u8>),
     Error { code: String, details: String },
 }
 
-async fn grpcio_call(addr: SocketAddr, path: &str, case: Case) -> Grpc {
+async fn grpc_call(peer: Peer, addr: SocketAddr, path: &str, case: Case) -> Grpc {
     let (cert, key) = case.identity().map_or_else(
         || ("-".to_owned(), "-".to_owned()),
         |(c, k)| (c.display().to_string(), k.display().to_string()),
     );
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", GRPCIO_CLIENT])
-        .arg(format!("localhost:{}", addr.port()))
+    let mut cmd = peer.command();
+    cmd.arg(format!("localhost:{}", addr.port()))
         .arg(path)
         .arg(guide().ca())
         .args([cert, key]);
@@ -170,12 +269,16 @@ async fn grpcio_call(addr: SocketAddr, path: &str, case: Case) -> Grpc {
         let (code, details) = rest.split_once(' ').unwrap_or((rest, ""));
         return Grpc::Error {
             code: code.to_owned(),
-            details: details.to_owned(),
+            // grpc-js's details span lines (OpenSSL's error queue): one line each.
+            details: details.split_whitespace().collect::<Vec<_>>().join(" "),
         };
     }
     panic!(
-        "grpcio client: unexpected output ({}): stdout {:?} stderr {:?}",
-        out.status, out.stdout, out.stderr
+        "{}: unexpected output ({}): stdout {:?} stderr {:?}",
+        peer.label(),
+        out.status,
+        out.stdout,
+        out.stderr
     );
 }
 
@@ -210,14 +313,16 @@ fn string_field(bytes: &[u8], tag: u64) -> Option<String> {
     None
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn python_grpcio_to_tonic_server() {
-    if !require_python("grpc") {
+/// The matrix of one client against our server: every [`Case`], a listener policy that
+/// refuses alice, and the method rule on `Admin`.
+async fn client_to_tonic_server(peer: Peer) {
+    if !peer.available() {
         return;
     }
-    let addr = tonic_server().await;
+    let who = peer.label();
+    let addr = tonic_server(Policy::any_verified()).await;
     for case in Case::ALL {
-        let got = grpcio_call(addr, WHOAMI, case).await;
+        let got = grpc_call(peer, addr, WHOAMI, case).await;
         let what = match (case, &got) {
             (Case::Good, Grpc::Ok(bytes)) => {
                 assert_eq!(string_field(bytes, 2).as_deref(), Some("alice"), "{got:?}");
@@ -229,26 +334,48 @@ async fn python_grpcio_to_tonic_server() {
             (Case::NoCert | Case::OtherCa | Case::Revoked, Grpc::Error { code, details })
                 if code == "UNAVAILABLE" =>
             {
+                peer.check_alert(case_alert(case), details);
                 format!("refused: {code} {details}")
             }
-            _ => panic!("python grpcio, {}: {got:?}", case.label()),
+            _ => panic!("{who}, {}: {got:?}", case.label()),
         };
-        record("python grpcio", "mtls-tonic", case, &what);
+        record(who, "mtls-tonic", case, &what);
+    }
+
+    // The listener's own policy: a server for CN `admin` only refuses alice in the
+    // handshake, before any RPC.
+    let admins_only = tonic_server(Policy::common_name(["admin"])).await;
+    match grpc_call(peer, admins_only, WHOAMI, Case::Good).await {
+        Grpc::Error { code, details } if code == "UNAVAILABLE" => {
+            peer.check_alert("access denied", &details);
+            record(
+                who,
+                "mtls-tonic (listener policy cn:admin)",
+                Case::Good,
+                &format!("policy-denied: refused: {code} {details}"),
+            );
+        }
+        other => panic!("{who}, alice against a listener for CN admin only: {other:?}"),
     }
 
     // A method-level rule: the listener admits alice, `Admin` is for CN `admin` only.
-    match grpcio_call(addr, ADMIN, Case::Good).await {
+    match grpc_call(peer, addr, ADMIN, Case::Good).await {
         Grpc::Error { code, details } if code == "PERMISSION_DENIED" => {
             assert!(!details.contains("cn:admin"), "the rule leaked: {details}");
-            record(
-                "python grpcio",
-                "mtls-tonic",
-                Case::Good,
-                "Admin: PERMISSION_DENIED",
-            );
+            record(who, "mtls-tonic", Case::Good, "Admin: PERMISSION_DENIED");
         }
-        other => panic!("python grpcio, Admin as alice: {other:?}"),
+        other => panic!("{who}, Admin as alice: {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_grpcio_to_tonic_server() {
+    client_to_tonic_server(Peer::PythonGrpcio).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_grpc_js_to_tonic_server() {
+    client_to_tonic_server(Peer::NodeGrpcJs).await;
 }
 
 /// grpcio as a server requiring a client certificate from the guide CA; `WhoAmI` answers
