@@ -269,3 +269,106 @@ async fn a_server_policy_change_applies_to_new_connections_while_an_open_one_kee
     let status = call(channel(addr, &connector), WHOAMI).await.unwrap_err();
     assert_ne!(status.code(), Code::Ok);
 }
+
+/// The leaf certificate `client` is shown by the server at `addr` on a new connection.
+async fn presented_certificate(client: &mtls::Client, addr: std::net::SocketAddr) -> Vec<u8> {
+    let tls = client
+        .connect(&format!("localhost:{}", addr.port()))
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn a_server_reload_of_its_certificate_and_trust_reaches_new_connections_while_open_ones_keep_working()
+ {
+    let fx = Fixture::new();
+    // The server trusts the test PKI's root and a partner's root, from one bundle.
+    let dir = fx.pki.dir.path();
+    let partner_root = Ca::root("Partner Root CA");
+    let partner = partner_root
+        .leaf("partner")
+        .client()
+        .build()
+        .write(dir, "partner");
+    let bundle = dir.join("client-cas.pem");
+    std::fs::write(
+        &bundle,
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&fx.ca).unwrap(),
+            partner_root.cert_pem()
+        ),
+    )
+    .unwrap();
+    let server = fx.server_builder().client_ca(&bundle).build().unwrap();
+    let (addr, _stats, _task) = serve(&server, ServeOptions::default()).await;
+
+    let alice = fx.client("alice");
+    let partner_client = fx
+        .client_builder()
+        .identity(&partner.cert, &partner.key)
+        .check_identity_chain(false)
+        .build()
+        .unwrap();
+    let alice_connector = ChannelConnector::new(&alice);
+    let partner_connector = ChannelConnector::new(&partner_client);
+    let alice_open = channel(addr, &alice_connector);
+    let partner_open = channel(addr, &partner_connector);
+    assert_eq!(
+        call(alice_open.clone(), WHOAMI).await.unwrap().common_name,
+        "alice"
+    );
+    assert_eq!(
+        call(partner_open.clone(), WHOAMI)
+            .await
+            .unwrap()
+            .common_name,
+        "partner"
+    );
+    let old_server_cert = presented_certificate(&alice, addr).await;
+
+    // New server certificate (write, then rename) and the partner's CA removed.
+    let next_leaf = fx
+        .pki
+        .intermediate
+        .leaf("localhost")
+        .dns("localhost")
+        .ip([127, 0, 0, 1].into())
+        .server()
+        .build();
+    let next = next_leaf.write(dir, "server.next");
+    std::fs::rename(&next.cert, &fx.server_cert).unwrap();
+    std::fs::rename(&next.key, &fx.server_key).unwrap();
+    std::fs::copy(&fx.ca, dir.join("client-cas.next")).unwrap();
+    std::fs::rename(dir.join("client-cas.next"), &bundle).unwrap();
+    server.handle().reload().unwrap();
+    assert_ne!(old_server_cert, next_leaf.cert_der());
+
+    // The open HTTP/2 connections keep working, the partner's included: a trust change
+    // applies to new connections (max_connection_age bounds how long an old one lives).
+    assert_eq!(call(alice_open, WHOAMI).await.unwrap().common_name, "alice");
+    assert_eq!(
+        call(partner_open, WHOAMI).await.unwrap().common_name,
+        "partner"
+    );
+
+    // New connections: the new server certificate is presented ...
+    assert_eq!(
+        presented_certificate(&alice, addr).await,
+        next_leaf.cert_der(),
+        "a new connection got the old certificate"
+    );
+    assert_eq!(
+        call(channel(addr, &alice_connector), WHOAMI)
+            .await
+            .unwrap()
+            .common_name,
+        "alice"
+    );
+    // ... and the removed CA's client is refused at the handshake.
+    let status = call(channel(addr, &partner_connector), WHOAMI)
+        .await
+        .unwrap_err();
+    assert!(format!("{status:?}").contains("UnknownCA"), "{status:?}");
+}
