@@ -32,6 +32,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::connection::ConnectionInfo;
 use crate::identity::{DefaultExtractor, ExtractError, IdentityExtractor};
+use crate::observe::{HandshakeResult, Side, Slot, failure_of, version_of};
 use crate::snapshot::server::ServerSnapshot;
 use crate::verify::{Rejection, log_rejection};
 
@@ -80,6 +81,20 @@ impl fmt::Display for HandshakeError {
     }
 }
 
+impl HandshakeError {
+    /// How an observer counts it: result and reason class (see
+    /// [`observe::HandshakeResult`](crate::observe::HandshakeResult)).
+    pub fn result_and_reason(&self) -> (HandshakeResult, &'static str) {
+        match self {
+            Self::Timeout(_) => (HandshakeResult::Timeout, "handshake_timeout"),
+            Self::ClientHelloTimeout(_) => (HandshakeResult::Timeout, "client_hello_timeout"),
+            Self::Tls { error, rejection } => failure_of(error, rejection.as_ref()),
+            Self::Extract(_) => (HandshakeResult::Refused, "extractor"),
+            Self::Refused(r) => (HandshakeResult::Refused, r.class()),
+        }
+    }
+}
+
 impl std::error::Error for HandshakeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -97,6 +112,7 @@ pub struct Acceptor<E: IdentityExtractor = DefaultExtractor> {
     extractor: Arc<E>,
     timeout: Duration,
     client_hello_timeout: Duration,
+    observer: Slot,
 }
 
 impl<E: IdentityExtractor> Clone for Acceptor<E> {
@@ -106,6 +122,7 @@ impl<E: IdentityExtractor> Clone for Acceptor<E> {
             extractor: self.extractor.clone(),
             timeout: self.timeout,
             client_hello_timeout: self.client_hello_timeout,
+            observer: self.observer.clone(),
         }
     }
 }
@@ -125,13 +142,20 @@ impl<E: IdentityExtractor> Acceptor<E> {
         extractor: Arc<E>,
         timeout: Duration,
         client_hello_timeout: Duration,
+        observer: Slot,
     ) -> Self {
         Self {
             current,
             extractor,
             timeout,
             client_hello_timeout,
+            observer,
         }
+    }
+
+    /// The observer the server was built with (the listener reports its caps to it).
+    pub(crate) fn observer(&self) -> &Slot {
+        &self.observer
     }
 
     /// Sets the handshake timeout.
@@ -180,6 +204,33 @@ impl<E: IdentityExtractor> Acceptor<E> {
     /// # Errors
     /// As [`accept`](Self::accept).
     pub async fn accept_from<IO>(
+        &self,
+        io: IO,
+        remote_addr: Option<std::net::SocketAddr>,
+    ) -> Result<(TlsStream<IO>, ConnectionInfo<E::Principal>), HandshakeError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Some(timing) = self.observer.start(Side::Server) else {
+            return self.handshake(io, remote_addr).await;
+        };
+        let result = self.handshake(io, remote_addr).await;
+        match &result {
+            Ok((stream, peer)) => timing.finish(
+                HandshakeResult::Accepted,
+                "none",
+                peer.resumed(),
+                version_of(stream.get_ref().1.protocol_version()),
+            ),
+            Err(e) => {
+                let (result, reason) = e.result_and_reason();
+                timing.finish(result, reason, false, None);
+            }
+        }
+        result
+    }
+
+    async fn handshake<IO>(
         &self,
         io: IO,
         remote_addr: Option<std::net::SocketAddr>,

@@ -114,6 +114,7 @@ impl ClientBuilder {
             handle: ReloadHandle::new(reloader),
             server_name,
             connect_timeout: self.connect_timeout,
+            observer: self.spec.observer,
         })
     }
 }
@@ -132,6 +133,7 @@ pub struct Client {
     handle: ReloadHandle,
     server_name: Option<ServerName<'static>>,
     connect_timeout: Duration,
+    observer: crate::observe::Slot,
 }
 
 /// [`Client::connect`] or [`Client::handshake`] did not finish within the
@@ -219,12 +221,39 @@ impl Client {
         addr: impl ToSocketAddrs,
         name: ServerName<'static>,
     ) -> std::io::Result<TlsStream<TcpStream>> {
-        self.within_timeout(async {
+        self.observed(self.within_timeout(async {
             let tcp = TcpStream::connect(addr).await?;
             tcp.set_nodelay(true)?;
             self.handshake_inner(tcp, name, None).await
-        })
+        }))
         .await
+    }
+
+    /// Reports the handshake `f` runs to the observer, when there is one.
+    async fn observed<IO>(
+        &self,
+        f: impl Future<Output = std::io::Result<TlsStream<IO>>>,
+    ) -> std::io::Result<TlsStream<IO>> {
+        let Some(timing) = self.observer.start(crate::observe::Side::Client) else {
+            return f.await;
+        };
+        let result = f.await;
+        match &result {
+            Ok(tls) => {
+                let conn = tls.get_ref().1;
+                timing.finish(
+                    crate::observe::HandshakeResult::Accepted,
+                    "none",
+                    conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+                    crate::observe::version_of(conn.protocol_version()),
+                );
+            }
+            Err(e) => {
+                let (result, reason) = crate::observe::failure_of(e, None);
+                timing.finish(result, reason, false, None);
+            }
+        }
+        result
     }
 
     async fn within_timeout<T>(
@@ -275,7 +304,7 @@ impl Client {
     where
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        self.within_timeout(self.handshake_inner(io, name, alpn))
+        self.observed(self.within_timeout(self.handshake_inner(io, name, alpn)))
             .await
     }
 

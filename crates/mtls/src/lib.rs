@@ -105,6 +105,9 @@ mod error;
 pub mod identity;
 pub mod listener;
 mod material;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+pub mod observe;
 pub mod pem;
 pub mod policy;
 pub mod provider;
@@ -126,7 +129,7 @@ pub use identity::{
 };
 pub use listener::{Accepted, ListenerOptions, ListenerStats, TlsListener};
 pub use policy::{Authorize, Denied, Policy, PolicyError};
-pub use reload::{ReloadEvent, ReloadHandle, ReloadStatus};
+pub use reload::{Health, HealthError, ReloadEvent, ReloadHandle, ReloadStatus};
 pub use server::{ClientAuth, Server, ServerBuilder};
 pub use spec::TlsVersion;
 pub use verify::Rejection;

@@ -107,6 +107,8 @@ pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> 
 pub(crate) struct CrlInfo {
     pub(crate) path: PathBuf,
     pub(crate) issuer: String,
+    /// The issuer in RFC 4514, as identities write names.
+    pub(crate) issuer_rfc4514: String,
     issuer_raw: Vec<u8>,
     number: Option<x509_parser::num_bigint::BigUint>,
     this_update: i64,
@@ -211,6 +213,7 @@ pub(crate) fn load_crls(
             out.info.push(CrlInfo {
                 path: path.clone(),
                 issuer: parsed.issuer().to_string(),
+                issuer_rfc4514: crate::dn::Name::parse(parsed.issuer()).rfc4514,
                 issuer_raw: parsed.issuer().as_raw().to_vec(),
                 number: parsed.crl_number().cloned(),
                 this_update: parsed.last_update().timestamp(),
@@ -528,6 +531,50 @@ pub(crate) fn parse<'a>(
             index,
             detail: e.to_string(),
         })
+}
+
+/// The certificates in force on a side, for observers and the health view: its own chain
+/// (leaf, then intermediates) and its CAs. A certificate that does not parse (it was
+/// checked at load, so this does not happen) is left out.
+pub(crate) fn certificates_in_force(
+    own_chain: &[CertificateDer<'_>],
+    cas: &[CertificateDer<'_>],
+) -> Vec<crate::observe::CertificateInForce> {
+    use crate::observe::{CertificateInForce, CertificateRole};
+    let roles = own_chain
+        .iter()
+        .enumerate()
+        .map(|(i, der)| {
+            let role = if i == 0 {
+                CertificateRole::Identity
+            } else {
+                CertificateRole::Chain
+            };
+            (role, der)
+        })
+        .chain(cas.iter().map(|der| (CertificateRole::Ca, der)));
+    roles
+        .filter_map(|(role, der)| {
+            let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+            Some(CertificateInForce {
+                role,
+                subject: crate::dn::Name::parse(cert.subject()).rfc4514,
+                serial: crate::identity::format_serial(cert.raw_serial()),
+                not_after: to_system_time(cert.validity().not_after.timestamp()),
+            })
+        })
+        .collect()
+}
+
+/// The CRLs in force, for observers and the health view.
+pub(crate) fn crls_in_force(crls: &[CrlInfo]) -> Vec<crate::observe::CrlInForce> {
+    crls.iter()
+        .map(|c| crate::observe::CrlInForce {
+            issuer: c.issuer_rfc4514.clone(),
+            path: c.path.clone(),
+            next_update: c.next_update,
+        })
+        .collect()
 }
 
 pub(crate) fn to_system_time(unix: i64) -> SystemTime {

@@ -35,6 +35,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::broadcast;
 
 use crate::error::{Error, fmt_time};
+use crate::observe::{self, CertificateInForce, CrlInForce, MaterialReport, ReloadReport, Side};
 use crate::policy::Policy;
 use crate::spec::Spec;
 
@@ -87,6 +88,50 @@ pub struct ReloadStatus {
     pub crls: Vec<(String, Option<SystemTime>)>,
     /// The error of the last reload, if it failed.
     pub last_error: Option<Arc<Error>>,
+    /// Every certificate in force: this side's own chain, then its CAs, with serials.
+    pub certificates: Vec<CertificateInForce>,
+    /// When the material in force was loaded (the build, or the last successful reload).
+    pub last_success: Option<SystemTime>,
+    /// When a reload last failed, if one has.
+    pub last_failure: Option<SystemTime>,
+}
+
+/// The health of a side's material, for an application's health endpoint; see
+/// [`ReloadHandle::health`]. Serialises (feature `serde`) with RFC 3339 timestamps.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Health {
+    /// `false` when an operator is needed: the last reload failed (files on disk are not
+    /// in force), a certificate in force has expired, or a CRL is past its nextUpdate.
+    pub ok: bool,
+    /// The generation in force.
+    pub generation: u64,
+    /// When the material in force was loaded (the build, or the last successful reload).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "observe::ser::opt_time"))]
+    pub last_success: Option<SystemTime>,
+    /// When a reload last failed, if one has.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "observe::ser::opt_time"))]
+    pub last_failure: Option<SystemTime>,
+    /// Why the last reload failed, when it did (cleared by the next success).
+    pub last_error: Option<HealthError>,
+    /// The certificate in force that expires first (own chain or CA).
+    pub earliest_expiry: Option<CertificateInForce>,
+    /// Certificates in force that have expired.
+    pub expired: Vec<CertificateInForce>,
+    /// CRLs in force past their nextUpdate.
+    pub stale_crls: Vec<CrlInForce>,
+}
+
+/// A failed reload, in a [`Health`].
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct HealthError {
+    /// The error's message (with its fix).
+    pub message: String,
+    /// The file it is about, when there is one.
+    pub file: Option<PathBuf>,
 }
 
 /// What a loader reports beside the snapshot it built.
@@ -96,6 +141,7 @@ pub(crate) struct Loaded<S> {
     pub(crate) identity: Option<(String, SystemTime)>,
     pub(crate) cas: Vec<(String, SystemTime)>,
     pub(crate) crls: Vec<crate::material::CrlInfo>,
+    pub(crate) certificates: Vec<CertificateInForce>,
     pub(crate) trust_changed: bool,
 }
 
@@ -109,6 +155,9 @@ fn crl_status(crls: &[crate::material::CrlInfo]) -> Vec<(String, Option<SystemTi
 /// nothing; publishing is the reloader's job.
 pub(crate) trait Load: Send + Sync + 'static {
     type Snapshot: Send + Sync + 'static;
+
+    /// Which side it loads, for observers.
+    const SIDE: Side;
 
     /// Builds the snapshot for `generation` from `spec`; `previous` is the snapshot in
     /// force (none at the first load), to tell whether trust changed.
@@ -129,7 +178,10 @@ pub(crate) struct Reloader<L: Load> {
     generation: AtomicU64,
     events: broadcast::Sender<ReloadEvent>,
     status: ArcSwap<ReloadStatus>,
+    /// The CRLs in force, with their files, for observers and the health view.
+    crls_in_force: ArcSwap<Vec<CrlInForce>>,
     expiry_warning: Duration,
+    observer: observe::Slot,
 }
 
 impl<L: Load> fmt::Debug for Reloader<L> {
@@ -146,9 +198,11 @@ impl<L: Load> Reloader<L> {
     pub(crate) fn start(loader: L, spec: Spec) -> Result<Arc<Self>, Error> {
         let first = loader.load(&spec, None, 1)?;
         let (events, _) = broadcast::channel(64);
+        let crls = crate::material::crls_in_force(&first.crls);
         let this = Arc::new(Self {
             loader,
             expiry_warning: spec.expiry_warning,
+            observer: spec.observer.clone(),
             spec: Mutex::new(spec),
             current: Arc::new(ArcSwap::from_pointee(first.snapshot)),
             generation: AtomicU64::new(1),
@@ -159,10 +213,42 @@ impl<L: Load> Reloader<L> {
                 cas: first.cas,
                 crls: crl_status(&first.crls),
                 last_error: None,
+                certificates: first.certificates,
+                last_success: Some(SystemTime::now()),
+                last_failure: None,
             }),
+            crls_in_force: ArcSwap::from_pointee(crls),
         });
+        this.report_material();
         this.check_expiry();
         Ok(this)
+    }
+
+    /// Tells the observer what is in force now.
+    fn report_material(&self) {
+        let Some(observer) = &self.observer.0 else {
+            return;
+        };
+        let status = self.status.load();
+        observer.material(&MaterialReport {
+            side: L::SIDE,
+            generation: status.generation,
+            certificates: &status.certificates,
+            crls: &self.crls_in_force.load(),
+            loaded_at: status.last_success.unwrap_or_else(SystemTime::now),
+        });
+    }
+
+    /// Tells the observer about a reload.
+    fn report_reload(&self, generation: u64, result: Result<bool, &Error>, at: SystemTime) {
+        if let Some(observer) = &self.observer.0 {
+            observer.reload(&ReloadReport {
+                side: L::SIDE,
+                generation,
+                result,
+                at,
+            });
+        }
     }
 
     /// The published snapshot, for the side's resolver, verifier and acceptor to read.
@@ -186,12 +272,19 @@ impl<L: Load> Reloader<L> {
             .load(spec, Some(&self.current.load()), generation)?;
         self.current.store(Arc::new(loaded.snapshot));
         self.generation.store(generation, Ordering::Release);
+        let at = SystemTime::now();
+        let last_failure = self.status.load().last_failure;
+        self.crls_in_force
+            .store(Arc::new(crate::material::crls_in_force(&loaded.crls)));
         self.status.store(Arc::new(ReloadStatus {
             generation,
             identity: loaded.identity,
             cas: loaded.cas,
             crls: crl_status(&loaded.crls),
             last_error: None,
+            certificates: loaded.certificates,
+            last_success: Some(at),
+            last_failure,
         }));
         tracing::info!(
             target: "mtls::reload",
@@ -203,6 +296,8 @@ impl<L: Load> Reloader<L> {
             generation,
             trust_changed: loaded.trust_changed,
         });
+        self.report_reload(generation, Ok(loaded.trust_changed), at);
+        self.report_material();
         self.check_expiry();
         Ok(generation)
     }
@@ -214,10 +309,14 @@ impl<L: Load> Reloader<L> {
             error = %e,
             "reload failed; the previous material stays in force"
         );
+        let at = SystemTime::now();
         let mut status = ReloadStatus::clone(&self.status.load());
         status.last_error = Some(e.clone());
+        status.last_failure = Some(at);
+        let generation = status.generation;
         self.status.store(Arc::new(status));
         let _ = self.events.send(ReloadEvent::Failed { error: e.clone() });
+        self.report_reload(generation, Err(&e), at);
         e
     }
 }
@@ -228,6 +327,7 @@ trait Control: Send + Sync + fmt::Debug {
     fn set_policy(&self, policy: Policy) -> Result<u64, Arc<Error>>;
     fn generation(&self) -> u64;
     fn status(&self) -> Arc<ReloadStatus>;
+    fn crls_in_force(&self) -> Arc<Vec<CrlInForce>>;
     fn check_expiry(&self);
     fn subscribe(&self) -> broadcast::Receiver<ReloadEvent>;
     fn paths(&self) -> Vec<PathBuf>;
@@ -252,6 +352,10 @@ impl<L: Load> Control for Reloader<L> {
 
     fn status(&self) -> Arc<ReloadStatus> {
         self.status.load_full()
+    }
+
+    fn crls_in_force(&self) -> Arc<Vec<CrlInForce>> {
+        self.crls_in_force.load_full()
     }
 
     fn check_expiry(&self) {
@@ -365,6 +469,54 @@ impl ReloadHandle {
     /// What is in force now, and the last reload error.
     pub fn status(&self) -> ReloadStatus {
         ReloadStatus::clone(&self.inner.status())
+    }
+
+    /// The health of the material in force: the last reload's result and error (with the
+    /// file), the earliest expiry, what has expired or gone stale. Cheap: it reads what
+    /// the last load recorded.
+    ///
+    /// ```no_run
+    /// # fn run(server: &mtls::Server) {
+    /// let health = server.handle().health();
+    /// if !health.ok {
+    ///     eprintln!("mtls needs attention: {health:?}");
+    /// }
+    /// # }
+    /// ```
+    pub fn health(&self) -> Health {
+        let status = self.inner.status();
+        let now = SystemTime::now();
+        let expired: Vec<_> = status
+            .certificates
+            .iter()
+            .filter(|c| c.not_after <= now)
+            .cloned()
+            .collect();
+        let stale_crls: Vec<_> = self
+            .inner
+            .crls_in_force()
+            .iter()
+            .filter(|c| c.next_update.is_some_and(|t| t <= now))
+            .cloned()
+            .collect();
+        let last_error = status.last_error.as_ref().map(|e| HealthError {
+            message: e.to_string(),
+            file: e.path().map(std::path::Path::to_path_buf),
+        });
+        Health {
+            ok: last_error.is_none() && expired.is_empty() && stale_crls.is_empty(),
+            generation: status.generation,
+            last_success: status.last_success,
+            last_failure: status.last_failure,
+            last_error,
+            earliest_expiry: status
+                .certificates
+                .iter()
+                .min_by_key(|c| c.not_after)
+                .cloned(),
+            expired,
+            stale_crls,
+        }
     }
 
     /// When this side's own certificate expires, if it has one.

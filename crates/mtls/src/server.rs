@@ -124,6 +124,7 @@ impl ServerBuilder {
             handle: ReloadHandle::new(reloader),
             handshake_timeout: self.handshake_timeout,
             client_hello_timeout: self.client_hello_timeout,
+            observer: self.spec.observer,
         })
     }
 }
@@ -143,6 +144,7 @@ pub struct Server {
     handle: ReloadHandle,
     handshake_timeout: Duration,
     client_hello_timeout: Duration,
+    observer: crate::observe::Slot,
 }
 
 impl Server {
@@ -194,6 +196,7 @@ impl Server {
             Arc::new(extractor),
             self.handshake_timeout,
             self.client_hello_timeout,
+            self.observer.clone(),
         )
     }
 }

@@ -66,6 +66,7 @@ pub(crate) struct Spec {
     pub(crate) check_identity_chain: bool,
     pub(crate) expiry_warning: Duration,
     pub(crate) session_cache: usize,
+    pub(crate) observer: crate::observe::Slot,
 }
 
 impl Default for Spec {
@@ -83,6 +84,7 @@ impl Default for Spec {
             check_identity_chain: true,
             expiry_warning: Duration::from_secs(14 * 24 * 3600),
             session_cache: 256,
+            observer: crate::observe::Slot::default(),
         }
     }
 }
@@ -208,6 +210,15 @@ macro_rules! shared_setters {
         /// Number of sessions kept for resumption. Default 256; 0 disables resumption.
         pub fn session_cache(mut self, size: usize) -> Self {
             self.spec.session_cache = size;
+            self
+        }
+
+        /// Reports handshakes, reloads and the material in force to `observer` (see
+        /// [`observe`](crate::observe); with the feature `metrics`,
+        /// `mtls::metrics::MetricsObserver` records them as Prometheus-style metrics). One
+        /// observer may serve several servers and clients: pass an `Arc`.
+        pub fn observer(mut self, observer: impl $crate::observe::Observer) -> Self {
+            self.spec.observer = $crate::observe::Slot(Some(std::sync::Arc::new(observer)));
             self
         }
     };

@@ -133,6 +133,11 @@ fn evict_oldest(pending: &mut VecDeque<Pending>, state: u8, stats: &ListenerStat
     if p.tracker.release() {
         p.task.abort();
         stats.handshakes_evicted.fetch_add(1, Ordering::Relaxed);
+        stats.observer.eviction(if state == SILENT {
+            crate::observe::Eviction::Silent
+        } else {
+            crate::observe::Eviction::Handshaking
+        });
         tracing::debug!(
             target: "mtls::acceptor",
             silent = state == SILENT,

@@ -52,6 +52,7 @@ use tokio_rustls::server::TlsStream;
 use crate::acceptor::{Acceptor, HandshakeError};
 use crate::connection::ConnectionInfo;
 use crate::identity::{DefaultExtractor, IdentityExtractor};
+use crate::observe::{self, Eviction, HandshakeResult, Side};
 
 mod limits;
 
@@ -69,6 +70,9 @@ pub struct ListenerStats {
     handshakes_timed_out: AtomicU64,
     handshakes_evicted: AtomicU64,
     refused_per_source: AtomicU64,
+    /// The server's observer, told of evictions and of connections that closed or
+    /// timed out before their first byte.
+    pub(crate) observer: observe::Slot,
 }
 
 impl ListenerStats {
@@ -231,7 +235,10 @@ impl<E: IdentityExtractor> TlsListener<E> {
             handler: ArcSwapOption::empty(),
             queue,
         });
-        let stats = Arc::new(ListenerStats::default());
+        let stats = Arc::new(ListenerStats {
+            observer: acceptor.observer().clone(),
+            ..ListenerStats::default()
+        });
         let task = tokio::spawn(accept_loop(
             tcp,
             acceptor,
@@ -398,6 +405,7 @@ async fn accept_loop<E: IdentityExtractor>(
                 let ip = source_of(remote_addr);
                 if !take_source(map, ip, *max) {
                     stats.refused_per_source.fetch_add(1, Ordering::Relaxed);
+                    stats.observer.eviction(Eviction::PerSource);
                     tracing::debug!(
                         target: "mtls::acceptor",
                         remote = %remote_addr,
@@ -442,15 +450,32 @@ async fn accept_loop<E: IdentityExtractor>(
                         slot.0.talking(max_handshakes);
                         Box::pin(acceptor.accept_from(io, Some(remote_addr))).await
                     }
-                    Ok(Ok(_)) => Err(HandshakeError::Tls {
-                        error: io::ErrorKind::UnexpectedEof.into(),
-                        rejection: None,
-                    }),
-                    Ok(Err(error)) => Err(HandshakeError::Tls {
-                        error,
-                        rejection: None,
-                    }),
-                    Err(_) => Err(HandshakeError::ClientHelloTimeout(hello)),
+                    Ok(Ok(_)) => {
+                        stats2
+                            .observer
+                            .unstarted(Side::Server, HandshakeResult::Failed, "io");
+                        Err(HandshakeError::Tls {
+                            error: io::ErrorKind::UnexpectedEof.into(),
+                            rejection: None,
+                        })
+                    }
+                    Ok(Err(error)) => {
+                        stats2
+                            .observer
+                            .unstarted(Side::Server, HandshakeResult::Failed, "io");
+                        Err(HandshakeError::Tls {
+                            error,
+                            rejection: None,
+                        })
+                    }
+                    Err(_) => {
+                        stats2.observer.unstarted(
+                            Side::Server,
+                            HandshakeResult::Timeout,
+                            "client_hello_timeout",
+                        );
+                        Err(HandshakeError::ClientHelloTimeout(hello))
+                    }
                 };
                 slot.0.release();
                 drop(acceptor);

@@ -67,6 +67,7 @@ pub(crate) struct ClientLoader {
 
 impl Load for ClientLoader {
     type Snapshot = ClientSnapshot;
+    const SIDE: crate::observe::Side = crate::observe::Side::Client;
 
     fn load(
         &self,
@@ -96,6 +97,8 @@ impl Load for ClientLoader {
         });
         let info = identity.as_ref().map(|i| (i.subject.clone(), i.not_after));
         let key = identity.map(|i| i.certified);
+        let own_chain = key.as_ref().map_or(&[][..], |k| k.cert.as_slice());
+        let certificates = crate::material::certificates_in_force(own_chain, &cas.certs);
         let mut config = self
             .config_builder(spec)?
             .dangerous()
@@ -118,6 +121,7 @@ impl Load for ClientLoader {
             crls: crls.info,
             identity: info,
             cas: cas.info,
+            certificates,
             // A client's sessions carry its identity as well as its trust, so every
             // reload starts afresh; report it as a trust change unless nothing is new.
             trust_changed: previous.is_some(),

@@ -55,6 +55,7 @@ pub(crate) struct ServerLoader {
 
 impl Load for ServerLoader {
     type Snapshot = ServerSnapshot;
+    const SIDE: crate::observe::Side = crate::observe::Side::Server;
 
     fn load(
         &self,
@@ -100,6 +101,7 @@ impl Load for ServerLoader {
             schemes: schemes(&self.provider),
         });
         let key = identity.certified;
+        let certificates = crate::material::certificates_in_force(&key.cert, &cas.certs);
         let mut config = self
             .config_builder(spec)?
             .with_client_cert_verifier(trust.clone())
@@ -122,6 +124,7 @@ impl Load for ServerLoader {
             crls: crls.info,
             identity: Some((identity.subject, identity.not_after)),
             cas: cas.info,
+            certificates,
             trust_changed,
         })
     }
