@@ -372,6 +372,17 @@ pub(crate) fn version_of(v: Option<rustls::ProtocolVersion>) -> Option<TlsVersio
     }
 }
 
+/// The reason class of a refusal. A failed handshake carries rustls' error, in which a
+/// policy refusal is `ApplicationVerificationFailure` (class `access_denied`); this
+/// crate's verifiers send that only for a policy refusal, which they log as `policy`, so
+/// it is counted as `policy`, like the log line.
+pub(crate) fn reason_of(r: &Rejection) -> &'static str {
+    match r {
+        Rejection::ApplicationDenied => "policy",
+        r => r.class(),
+    }
+}
+
 /// Result and reason of a handshake that failed with `error` (`rejection` when the
 /// peer's certificate was the cause).
 pub(crate) fn failure_of(
@@ -379,7 +390,7 @@ pub(crate) fn failure_of(
     rejection: Option<&Rejection>,
 ) -> (HandshakeResult, &'static str) {
     if let Some(r) = rejection {
-        return (HandshakeResult::Refused, r.class());
+        return (HandshakeResult::Refused, reason_of(r));
     }
     match error
         .get_ref()
@@ -389,7 +400,7 @@ pub(crate) fn failure_of(
             e @ (rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented),
         ) => (
             HandshakeResult::Refused,
-            Rejection::from_rustls(e, "?").class(),
+            reason_of(&Rejection::from_rustls(e, "?")),
         ),
         Some(_) => (HandshakeResult::Failed, "tls"),
         None if error.kind() == std::io::ErrorKind::TimedOut => {
