@@ -132,9 +132,11 @@ mod listener;
 #[cfg(feature = "test-util")]
 mod mock;
 mod policy;
+mod trace;
 
 pub use extract::{ClientIdentity, IdentityRejection, Principal};
 pub use listener::{MtlsListener, MtlsRouterExt, MtlsStream, TlsConnectInfo};
 #[cfg(feature = "test-util")]
 pub use mock::{MockPeerIdentity, MockPeerIdentityService};
 pub use policy::{RequirePolicy, RequirePolicyLayer, ResponseFuture};
+pub use trace::{TraceIdentity, TraceIdentityLayer};

@@ -85,6 +85,8 @@
 
 pub mod connector;
 pub mod server;
+mod trace;
 
 pub use connector::{ConnectError, Connector, ServerIdentity, TlsConnection};
 pub use server::HttpServer;
+pub use trace::TraceIdentity;

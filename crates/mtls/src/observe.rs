@@ -435,3 +435,32 @@ pub(crate) mod ser {
         s.serialize_str(r.as_str())
     }
 }
+
+/// A `tracing` span named `mtls.peer` carrying who the peer is: fields `peer.subject`,
+/// `peer.spiffe_id` (when it has one) and `peer.serial`, or `peer.anonymous = true`.
+/// The HTTP adapters' identity-tracing layers run each request in it, so every event an
+/// application logs while serving the request (its access log included) says who called.
+/// Only the certificate's own fields, never its raw bytes.
+pub fn peer_span(identity: Option<&crate::PeerIdentity>) -> tracing::Span {
+    match identity {
+        Some(id) => tracing::info_span!(
+            "mtls.peer",
+            peer.subject = %id.subject(),
+            peer.spiffe_id = id.spiffe_id().map(tracing::field::display),
+            peer.serial = %id.serial(),
+        ),
+        None => tracing::info_span!("mtls.peer", peer.anonymous = true),
+    }
+}
+
+/// Records the peer into `span`'s fields `peer.subject`, `peer.spiffe_id` and
+/// `peer.serial`, where the span declared them (`tracing::field::Empty`): for an
+/// application that builds its own request span (e.g. tower-http's `TraceLayer`
+/// `make_span_with`) instead of nesting [`peer_span`].
+pub fn record_peer(span: &tracing::Span, identity: &crate::PeerIdentity) {
+    span.record("peer.subject", tracing::field::display(identity.subject()));
+    if let Some(spiffe) = identity.spiffe_id() {
+        span.record("peer.spiffe_id", tracing::field::display(spiffe));
+    }
+    span.record("peer.serial", tracing::field::display(identity.serial()));
+}
