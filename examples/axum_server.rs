@@ -7,23 +7,29 @@
 //!
 //! Routes: `GET /whoami` answers with the client's identity as JSON (401 for a client
 //! without a certificate); `GET /admin` only for the common name `admin` (or
-//! `--admin-cn`), 403 otherwise. Run with `--help` for the flags. Once ready it prints
+//! `--admin-cn`), 403 otherwise; `GET /healthz` the health of the certificates in force.
+//! With `--metrics-listen ADDR`, Prometheus metrics on `http://ADDR/metrics` (and
+//! `/healthz` there too, for probes without a certificate). Every request is logged with
+//! the client's subject and serial. Run with `--help` for the flags. Once ready it prints
 //! `listening on ADDR` on stdout. Bad flags or files: a message on stderr and exit code 2.
 
 use mtls_examples::server_args::{Parsed, ServerArgs as Args, parse_server_args};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::Router;
 use axum::routing::get;
 use mtls::{ClientAuth, Policy, Server};
-use mtls_axum::{ClientIdentity, MtlsListener, MtlsRouterExt, RequirePolicyLayer};
+use mtls_axum::{
+    ClientIdentity, MtlsListener, MtlsRouterExt, RequirePolicyLayer, TraceIdentityLayer,
+};
+use mtls_examples::ops::{MetricsEndpoint, healthz};
 
 const USAGE: &str = "\
 usage: axum_server --listen ADDR --cert FILE --key FILE --client-ca FILE [--client-ca FILE]...
                    (--allow SPEC [--allow SPEC]... | --allow-any)
                    [--crl FILE]... [--optional-client-auth] [--admin-cn NAME] [--watch]
+                   [--metrics-listen ADDR]
 
 An axum HTTPS server that requires client certificates (mutual TLS).
 
@@ -41,13 +47,18 @@ An axum HTTPS server that requires client certificates (mutual TLS).
                            GET /whoami then answers 401)
   --admin-cn NAME          the common name allowed on GET /admin (default: admin)
   --watch                  reload certificate, key, CAs and CRLs when their files change
+  --metrics-listen ADDR    serve Prometheus metrics on http://ADDR/metrics (plain HTTP;
+                           also GET /healthz there), e.g. 127.0.0.1:9100
   -h, --help               show this help
 
 Routes:
   GET /whoami   the client's identity as JSON (401 without a client certificate)
   GET /admin    only for the --admin-cn client (403 for others)
+  GET /healthz  the health of the certificates in force as JSON (503 when the last
+                reload failed, something in force expired or a CRL is stale)
 
-Once ready, prints `listening on ADDR` (the bound address) on stdout.
+Once ready, prints `listening on ADDR` (the bound address) on stdout, then
+`metrics on ADDR` with --metrics-listen.
 Exit codes: 0 after Ctrl-C or SIGTERM, 1 on a runtime error, 2 on bad flags or files.
 ";
 
@@ -64,11 +75,27 @@ async fn admin(peer: ClientIdentity) -> axum::Json<serde_json::Value> {
     }))
 }
 
-fn app(admin_cn: &str) -> Router {
-    Router::new().route("/whoami", get(whoami)).route(
-        "/admin",
-        get(admin).layer(RequirePolicyLayer::new(Policy::common_name([admin_cn]))),
-    )
+/// One line per request, inside the span of `TraceIdentityLayer`, so it names the client.
+async fn access_log(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    tracing::info!(%method, %path, status = response.status().as_u16(), "request");
+    response
+}
+
+fn app(admin_cn: &str, material: mtls::ReloadHandle) -> Router {
+    Router::new()
+        .route("/whoami", get(whoami))
+        .route(
+            "/admin",
+            get(admin).layer(RequirePolicyLayer::new(Policy::common_name([admin_cn]))),
+        )
+        .route("/healthz", get(move || async move { healthz(&material) }))
+        .layer(axum::middleware::from_fn(access_log))
+        .layer(TraceIdentityLayer::new())
 }
 
 fn main() -> ExitCode {
@@ -105,6 +132,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
+    // The recorder first, so that the server's first report is recorded.
+    let metrics = match &args.metrics_listen {
+        Some(addr) => match MetricsEndpoint::bind(addr).await {
+            Ok(endpoint) => Some(endpoint),
+            Err(e) => {
+                eprintln!("axum_server: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let mut builder = Server::builder()
         .identity(&args.cert, &args.key)
         .policy(args.policy.clone())
@@ -119,6 +157,9 @@ async fn run(args: Args) -> ExitCode {
     }
     for crl in &args.crls {
         builder = builder.crl(crl);
+    }
+    if metrics.is_some() {
+        builder = builder.observer(mtls::metrics::MetricsObserver::new());
     }
     let server = match builder.build() {
         Ok(server) => server,
@@ -164,19 +205,17 @@ async fn run(args: Args) -> ExitCode {
         watch = args.watch,
         "serving"
     );
-    {
-        let mut stdout = std::io::stdout().lock();
-        if writeln!(stdout, "listening on {addr}")
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
-            return ExitCode::FAILURE;
-        }
+    if mtls_examples::ops::announce(addr, metrics.as_ref()).is_err() {
+        return ExitCode::FAILURE;
     }
+    mtls_examples::ops::spawn_metrics(metrics, server.handle());
 
-    let served = axum::serve(listener, app(&args.admin_cn).into_mtls_service())
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = axum::serve(
+        listener,
+        app(&args.admin_cn, server.handle()).into_mtls_service(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

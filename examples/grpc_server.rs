@@ -15,8 +15,8 @@
 //! (written by `cargo run --manifest-path proto/gen/Cargo.toml`), included here so that
 //! there is one copy of them and no protoc at build time.
 
+use mtls_examples::ops::MetricsEndpoint;
 use mtls_examples::server_args::{Parsed, ServerArgs as Args, parse_server_args};
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -46,6 +46,7 @@ const USAGE: &str = "\
 usage: grpc_server --listen ADDR --cert FILE --key FILE --client-ca FILE [--client-ca FILE]...
                    (--allow SPEC [--allow SPEC]... | --allow-any)
                    [--crl FILE]... [--optional-client-auth] [--admin-cn NAME] [--watch]
+                   [--metrics-listen ADDR]
 
 A gRPC server (service mtls.examples.v1.Identity) that requires client certificates.
 
@@ -62,13 +63,16 @@ A gRPC server (service mtls.examples.v1.Identity) that requires client certifica
                            then answer UNAUTHENTICATED)
   --admin-cn NAME          the common name allowed to call Admin (default: admin)
   --watch                  reload certificate, key, CAs and CRLs when their files change
+  --metrics-listen ADDR    serve Prometheus metrics on http://ADDR/metrics (plain HTTP;
+                           also GET /healthz there), e.g. 127.0.0.1:9100
   -h, --help               show this help
 
 Methods:
   WhoAmI   the client's identity (UNAUTHENTICATED without a client certificate)
   Admin    only for the --admin-cn client (PERMISSION_DENIED for others)
 
-Once ready, prints `listening on ADDR` (the bound address) on stdout.
+Once ready, prints `listening on ADDR` (the bound address) on stdout, then
+`metrics on ADDR` with --metrics-listen.
 Exit codes: 0 after Ctrl-C or SIGTERM, 1 on a runtime error, 2 on bad flags or files.
 ";
 
@@ -139,6 +143,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
+    // The recorder first, so that the server's first report is recorded.
+    let metrics = match &args.metrics_listen {
+        Some(addr) => match MetricsEndpoint::bind(addr).await {
+            Ok(endpoint) => Some(endpoint),
+            Err(e) => {
+                eprintln!("grpc_server: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let mut builder = Server::builder()
         .identity(&args.cert, &args.key)
         .policy(args.policy.clone())
@@ -153,6 +168,9 @@ async fn run(args: Args) -> ExitCode {
     }
     for crl in &args.crls {
         builder = builder.crl(crl);
+    }
+    if metrics.is_some() {
+        builder = builder.observer(mtls::metrics::MetricsObserver::new());
     }
     let server = match builder.build() {
         Ok(server) => server,
@@ -213,15 +231,10 @@ async fn run(args: Args) -> ExitCode {
         watch = args.watch,
         "serving"
     );
-    {
-        let mut stdout = std::io::stdout().lock();
-        if writeln!(stdout, "listening on {addr}")
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
-            return ExitCode::FAILURE;
-        }
+    if mtls_examples::ops::announce(addr, metrics.as_ref()).is_err() {
+        return ExitCode::FAILURE;
     }
+    mtls_examples::ops::spawn_metrics(metrics, server.handle());
 
     let served = tonic::transport::Server::builder()
         .layer(methods)

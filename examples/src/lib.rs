@@ -24,6 +24,8 @@ pub mod server_args {
         pub optional_client_auth: bool,
         pub admin_cn: String,
         pub watch: bool,
+        /// `--metrics-listen ADDR`: serve Prometheus metrics and `/healthz` there.
+        pub metrics_listen: Option<String>,
     }
 
     #[derive(Debug)]
@@ -50,6 +52,7 @@ pub mod server_args {
         let mut optional_client_auth = false;
         let mut admin_cn = None;
         let mut watch = false;
+        let mut metrics_listen = None;
 
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -75,6 +78,9 @@ pub mod server_args {
                 "--crl" => crls.push(PathBuf::from(value("a PEM or DER file")?)),
                 "--allow" => allow.push(value("a policy such as cn:alice")?),
                 "--admin-cn" => admin_cn = Some(value("a common name")?),
+                "--metrics-listen" => {
+                    metrics_listen = Some(value("an address such as 127.0.0.1:9100")?)
+                }
                 "--allow-any" | "--optional-client-auth" | "--watch" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
                 }
@@ -127,6 +133,126 @@ pub mod server_args {
             optional_client_auth,
             admin_cn,
             watch,
+            metrics_listen,
         })))
+    }
+}
+
+pub mod ops {
+    //! What the server examples serve for operators: Prometheus metrics
+    //! (`--metrics-listen`) and the health of the certificates in force (`/healthz`).
+
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::http::{StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+    /// Handshake-duration buckets, in seconds: loopback handshakes take about a
+    /// millisecond, slow clients seconds.
+    const BUCKETS: [f64; 12] = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ];
+
+    /// A bound plain-HTTP endpoint for `/metrics` and `/healthz`, with the process's
+    /// Prometheus recorder installed.
+    #[derive(Debug)]
+    pub struct MetricsEndpoint {
+        tcp: tokio::net::TcpListener,
+        handle: PrometheusHandle,
+    }
+
+    impl MetricsEndpoint {
+        /// Installs the Prometheus recorder as the global one and binds `addr`. Call it
+        /// before building the server, so the server's first report is recorded.
+        ///
+        /// # Errors
+        /// A message for the command line.
+        pub async fn bind(addr: &str) -> Result<Self, String> {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("mtls_handshake_duration_seconds".into()),
+                    &BUCKETS,
+                )
+                .map_err(|e| format!("cannot set up the metrics: {e}"))?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder)
+                .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+            Ok(Self { tcp, handle })
+        }
+
+        /// The bound address.
+        pub fn local_addr(&self) -> Option<SocketAddr> {
+            self.tcp.local_addr().ok()
+        }
+
+        /// Serves `GET /metrics` (Prometheus text format) and `GET /healthz` (see
+        /// [`healthz`]) until the future is dropped.
+        pub async fn serve(self, material: mtls::ReloadHandle) -> std::io::Result<()> {
+            let handle = self.handle.clone();
+            // The recorder keeps histogram samples until upkeep folds them in.
+            let upkeep = self.handle.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    upkeep.run_upkeep();
+                }
+            });
+            let app = Router::new()
+                .route(
+                    "/metrics",
+                    get(move || {
+                        let text = handle.render();
+                        async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+                    }),
+                )
+                .route("/healthz", get(move || async move { healthz(&material) }));
+            axum::serve(self.tcp, app).await
+        }
+    }
+
+    /// Prints `listening on ADDR`, then `metrics on ADDR` when there is an endpoint, on
+    /// stdout (what scripts and tests wait for).
+    ///
+    /// # Errors
+    /// When stdout is closed.
+    pub fn announce(addr: SocketAddr, metrics: Option<&MetricsEndpoint>) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on {addr}")?;
+        if let Some(metrics_addr) = metrics.and_then(MetricsEndpoint::local_addr) {
+            writeln!(stdout, "metrics on {metrics_addr}")?;
+        }
+        stdout.flush()
+    }
+
+    /// Serves `endpoint` in a task, if there is one, logging why it stopped.
+    pub fn spawn_metrics(endpoint: Option<MetricsEndpoint>, material: mtls::ReloadHandle) {
+        if let Some(endpoint) = endpoint {
+            tokio::spawn(async move {
+                if let Err(e) = endpoint.serve(material).await {
+                    tracing::error!(error = %e, "the metrics endpoint stopped");
+                }
+            });
+        }
+    }
+
+    /// `GET /healthz`: [`mtls::Health`] as JSON; 200 when it is ok, 503 when an operator
+    /// is needed (the last reload failed, something in force expired, a CRL is stale).
+    pub fn healthz(material: &mtls::ReloadHandle) -> Response {
+        let health = material.health();
+        let status = if health.ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (status, axum::Json(health)).into_response()
     }
 }

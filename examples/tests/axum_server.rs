@@ -286,3 +286,96 @@ fn help_exits_0() {
         "{text}"
     );
 }
+
+/// `curl http://ADDR/PATH` (plain HTTP): (status, body).
+fn curl_plain(addr: &str, path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("curl is needed for this test");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "curl {path}: {stdout}");
+    let (body, code) = stdout.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_owned())
+}
+
+#[test]
+fn metrics_listen_serves_prometheus_metrics_and_healthz() {
+    let pki = TestPki::new();
+    let (server_leaf, server) = pki.server("localhost");
+    let (_, alice) = pki.client("alice");
+    let ca = pki.ca_file();
+    let running = start(
+        "axum_server",
+        &[
+            "--cert",
+            server.cert.to_str().unwrap(),
+            "--key",
+            server.key.to_str().unwrap(),
+            "--client-ca",
+            ca.to_str().unwrap(),
+            "--allow-any",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let line = running.next_line();
+    let metrics = line.strip_prefix("metrics on ").expect(&line).to_owned();
+
+    let (status, _) = curl_ok(
+        running.port,
+        "/whoami",
+        &ca,
+        Some((&alice.cert, &alice.key)),
+    );
+    assert_eq!(status, 200);
+    // Refused in the handshake: curl fails.
+    assert!(!curl(running.port, "/whoami", &ca, None).status.success());
+
+    let accepted = r#"mtls_handshakes_total{side="server",result="accepted",reason="none""#;
+    let refused = r#"mtls_handshakes_total{side="server",result="refused",reason="no_certificate""#;
+    // The refusal is counted when the server's side ends (after a short linger).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (status, text) = curl_plain(&metrics, "/metrics");
+        assert_eq!(status, 200);
+        if text.contains(refused) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.contains(accepted), "{text}");
+    assert!(text.contains(refused), "{text}");
+    assert!(
+        text.contains("# TYPE mtls_handshake_duration_seconds histogram"),
+        "{text}"
+    );
+    let expiry = r#"mtls_certificate_expiry_timestamp_seconds{side="server",role="identity""#;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(expiry))
+        .unwrap_or_else(|| panic!("no identity expiry in {text}"));
+    let value: f64 = line.rsplit_once(' ').unwrap().1.parse().unwrap();
+    #[allow(clippy::cast_precision_loss)]
+    let not_after = server_leaf.not_after().unix_timestamp() as f64;
+    assert_eq!(value, not_after, "{line}");
+
+    // /healthz, on the metrics endpoint and over mTLS.
+    for (status, body) in [
+        curl_plain(&metrics, "/healthz"),
+        curl_ok(
+            running.port,
+            "/healthz",
+            &ca,
+            Some((&alice.cert, &alice.key)),
+        ),
+    ] {
+        assert_eq!(status, 200, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["ok"], true, "{body}");
+        assert_eq!(json["generation"], 1, "{body}");
+        assert!(json["last_error"].is_null(), "{body}");
+        assert!(json["earliest_expiry"]["not_after"].is_string(), "{body}");
+    }
+}

@@ -27,6 +27,17 @@ pub fn binary(name: &str) -> PathBuf {
 pub struct Running {
     pub child: Child,
     pub port: u16,
+    /// The lines it prints on stdout after `listening on`.
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// The next line on its stdout (within 30 s).
+    pub fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("no further line on stdout within 30 s")
+    }
 }
 
 impl Drop for Running {
@@ -50,14 +61,21 @@ pub fn start(name: &str, args: &[&str]) -> Running {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
     });
-    let mut running = Running { child, port: 0 };
     let line = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("no `listening on` line within 30 s");
+    let mut running = Running {
+        child,
+        port: 0,
+        lines: rx,
+    };
     let addr = line
         .trim()
         .strip_prefix("listening on ")
