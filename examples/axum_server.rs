@@ -21,7 +21,8 @@ use axum::Router;
 use axum::routing::get;
 use mtls::{ClientAuth, Policy, Server};
 use mtls_axum::{
-    ClientIdentity, MtlsListener, MtlsRouterExt, RequirePolicyLayer, TraceIdentityLayer,
+    ClientIdentity, ForwardedBy, ForwardedIdentityLayer, MtlsListener, MtlsRouterExt,
+    RequirePolicyLayer, TraceIdentityLayer,
 };
 use mtls_examples::ops::{MetricsEndpoint, healthz};
 
@@ -30,6 +31,7 @@ usage: axum_server --listen ADDR --cert FILE --key FILE --client-ca FILE [--clie
                    (--allow SPEC [--allow SPEC]... | --allow-any)
                    [--crl FILE]... [--optional-client-auth] [--admin-cn NAME] [--watch]
                    [--metrics-listen ADDR]
+                   [--forwarded FORMAT[:HEADER] (--trusted-proxy POLICY | --trusted-proxy-net CIDR...)]
 
 An axum HTTPS server that requires client certificates (mutual TLS).
 
@@ -49,10 +51,19 @@ An axum HTTPS server that requires client certificates (mutual TLS).
   --watch                  reload certificate, key, CAs and CRLs when their files change
   --metrics-listen ADDR    serve Prometheus metrics on http://ADDR/metrics (plain HTTP;
                            also GET /healthz there), e.g. 127.0.0.1:9100
+  --forwarded FORMAT[:HEADER]
+                           take the client's certificate from a TLS-terminating proxy in
+                           front: rfc9440, xfcc, nginx, haproxy, apache, traefik or alb
+                           (HEADER: another header name than the format's usual one)
+  --trusted-proxy POLICY   only from a proxy whose own client certificate matches POLICY
+                           (e.g. cn:edge-proxy); --allow must admit it too
+  --trusted-proxy-net CIDR only from proxies in this network (repeatable), for proxies
+                           without a client certificate
   -h, --help               show this help
 
 Routes:
-  GET /whoami   the client's identity as JSON (401 without a client certificate)
+  GET /whoami   the client's identity as JSON (401 without a client certificate), with
+                "forwarded_by": the proxy it came through, or null
   GET /admin    only for the --admin-cn client (403 for others)
   GET /healthz  the health of the certificates in force as JSON (503 when the last
                 reload failed, something in force expired or a CRL is stale)
@@ -62,9 +73,18 @@ Once ready, prints `listening on ADDR` (the bound address) on stdout, then
 Exit codes: 0 after Ctrl-C or SIGTERM, 1 on a runtime error, 2 on bad flags or files.
 ";
 
-/// `GET /whoami`: the identity as JSON; 401 (by the extractor) without a certificate.
-async fn whoami(peer: ClientIdentity) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::to_value(&*peer).unwrap_or_default())
+/// `GET /whoami`: the identity as JSON, with the proxy it came through; 401 (by the
+/// extractor) without a certificate.
+async fn whoami(
+    peer: ClientIdentity,
+    forwarded_by: Option<ForwardedBy>,
+) -> axum::Json<serde_json::Value> {
+    let mut json = serde_json::to_value(&*peer).unwrap_or_default();
+    if let Some(object) = json.as_object_mut() {
+        let by = forwarded_by.map(|ForwardedBy(by)| serde_json::to_value(by).unwrap_or_default());
+        object.insert("forwarded_by".to_owned(), by.unwrap_or_default());
+    }
+    axum::Json(json)
 }
 
 /// `GET /admin`, behind the policy layer.
@@ -86,8 +106,12 @@ async fn access_log(
     response
 }
 
-fn app(admin_cn: &str, material: mtls::ReloadHandle) -> Router {
-    Router::new()
+fn app(
+    admin_cn: &str,
+    material: mtls::ReloadHandle,
+    forwarded: Option<mtls::forwarded::Forwarding>,
+) -> Router {
+    let router = Router::new()
         .route("/whoami", get(whoami))
         .route(
             "/admin",
@@ -95,7 +119,12 @@ fn app(admin_cn: &str, material: mtls::ReloadHandle) -> Router {
         )
         .route("/healthz", get(move || async move { healthz(&material) }))
         .layer(axum::middleware::from_fn(access_log))
-        .layer(TraceIdentityLayer::new())
+        .layer(TraceIdentityLayer::new());
+    // Outermost: every layer and handler inside sees the forwarded client.
+    match forwarded {
+        Some(forwarding) => router.layer(ForwardedIdentityLayer::new(forwarding)),
+        None => router,
+    }
 }
 
 fn main() -> ExitCode {
@@ -212,7 +241,7 @@ async fn run(args: Args) -> ExitCode {
 
     let served = axum::serve(
         listener,
-        app(&args.admin_cn, server.handle()).into_mtls_service(),
+        app(&args.admin_cn, server.handle(), args.forwarded).into_mtls_service(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await;

@@ -143,6 +143,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
+    if args.forwarded.is_some() {
+        eprintln!("grpc_server: --forwarded is not supported by grpc_server (axum_server has it)");
+        return ExitCode::from(2);
+    }
     // The recorder first, so that the server's first report is recorded.
     let metrics = match &args.metrics_listen {
         Some(addr) => match MetricsEndpoint::bind(addr).await {

@@ -26,6 +26,9 @@ pub mod server_args {
         pub watch: bool,
         /// `--metrics-listen ADDR`: serve Prometheus metrics and `/healthz` there.
         pub metrics_listen: Option<String>,
+        /// `--forwarded FORMAT[:HEADER]` with `--trusted-proxy` / `--trusted-proxy-net`:
+        /// take the client's identity from a trusted TLS-terminating proxy.
+        pub forwarded: Option<mtls::forwarded::Forwarding>,
     }
 
     #[derive(Debug)]
@@ -53,6 +56,9 @@ pub mod server_args {
         let mut admin_cn = None;
         let mut watch = false;
         let mut metrics_listen = None;
+        let mut forwarded = None;
+        let mut trusted_proxy = None;
+        let mut trusted_nets = Vec::new();
 
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -80,6 +86,13 @@ pub mod server_args {
                 "--admin-cn" => admin_cn = Some(value("a common name")?),
                 "--metrics-listen" => {
                     metrics_listen = Some(value("an address such as 127.0.0.1:9100")?)
+                }
+                "--forwarded" => forwarded = Some(value("a format such as nginx or xfcc")?),
+                "--trusted-proxy" => {
+                    trusted_proxy = Some(value("a policy such as cn:edge-proxy")?)
+                }
+                "--trusted-proxy-net" => {
+                    trusted_nets.push(value("a network such as 10.0.0.0/8")?)
                 }
                 "--allow-any" | "--optional-client-auth" | "--watch" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
@@ -123,6 +136,7 @@ pub mod server_args {
             }
         };
         let admin_cn = admin_cn.unwrap_or_else(|| "admin".to_owned());
+        let forwarded = forwarding(forwarded, trusted_proxy, trusted_nets)?;
         Ok(Parsed::Run(Box::new(ServerArgs {
             listen,
             cert,
@@ -134,7 +148,63 @@ pub mod server_args {
             admin_cn,
             watch,
             metrics_listen,
+            forwarded,
         })))
+    }
+
+    /// `--forwarded FORMAT[:HEADER]` with its trust flags.
+    fn forwarding(
+        format: Option<String>,
+        proxy: Option<String>,
+        nets: Vec<String>,
+    ) -> Result<Option<mtls::forwarded::Forwarding>, String> {
+        use mtls::forwarded::{Forwarding, HeaderFormat, TrustedProxy};
+        let Some(format) = format else {
+            if proxy.is_some() || !nets.is_empty() {
+                return Err("--trusted-proxy and --trusted-proxy-net go with --forwarded".into());
+            }
+            return Ok(None);
+        };
+        let (name, header) = match format.split_once(':') {
+            Some((name, header)) => (name, Some(header)),
+            None => (format.as_str(), None),
+        };
+        let Some(format) = HeaderFormat::from_name(name) else {
+            let known: Vec<&str> = HeaderFormat::ALL.iter().map(|f| f.name()).collect();
+            return Err(format!(
+                "unknown --forwarded format `{name}`; one of: {}",
+                known.join(", ")
+            ));
+        };
+        let trusted = match (proxy, nets.is_empty()) {
+            (Some(_), false) => {
+                return Err("give --trusted-proxy or --trusted-proxy-net, not both".into());
+            }
+            (Some(policy), true) => TrustedProxy::Policy(
+                Policy::parse_any([policy.as_str()])
+                    .map_err(|e| format!("bad --trusted-proxy value: {e}"))?,
+            ),
+            (None, false) => TrustedProxy::Networks(
+                nets.iter()
+                    .map(|n| {
+                        n.parse()
+                            .map_err(|e| format!("bad --trusted-proxy-net value `{n}`: {e}"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            (None, true) => {
+                return Err(
+                    "--forwarded needs the proxy it trusts: --trusted-proxy POLICY (the proxy's \
+                     own certificate, e.g. cn:edge-proxy) or --trusted-proxy-net CIDR"
+                        .into(),
+                );
+            }
+        };
+        let mut forwarding = Forwarding::new(format, trusted);
+        if let Some(header) = header {
+            forwarding = forwarding.header(header);
+        }
+        Ok(Some(forwarding))
     }
 }
 

@@ -14,6 +14,10 @@ use crate::listener::TlsConnectInfo;
 
 /// Where a request's identity comes from, in order of precedence.
 pub(crate) enum Source<'a> {
+    /// The client a trusted proxy forwarded
+    /// ([`ForwardedIdentityLayer`](crate::ForwardedIdentityLayer)): it takes the place
+    /// of the connection's own identity.
+    Forwarded(&'a mtls::forwarded::ForwardedIdentity),
     /// axum's `ConnectInfo<TlsConnectInfo>`:
     /// [`MtlsRouterExt::into_mtls_service`](crate::MtlsRouterExt::into_mtls_service) or
     /// `MockPeerIdentity` (feature `test-util`).
@@ -30,6 +34,9 @@ pub(crate) enum Source<'a> {
 impl Source<'_> {
     /// The connection info of the request, if it carries one.
     pub(crate) fn lookup(ext: &Extensions) -> Option<Source<'_>> {
+        if let Some(forwarded) = ext.get::<mtls::forwarded::ForwardedIdentity>() {
+            return Some(Source::Forwarded(forwarded));
+        }
         if let Some(ConnectInfo(info)) = ext.get::<ConnectInfo<TlsConnectInfo>>() {
             return Some(Source::Conn(info));
         }
@@ -54,9 +61,20 @@ impl Source<'_> {
 
     pub(crate) fn identity(&self) -> Option<&Arc<mtls::PeerIdentity>> {
         match self {
+            Source::Forwarded(f) => f.identity.as_ref(),
             Source::Conn(info) => info.identity(),
             Source::Core(info) => info.identity(),
             Source::Bare(id) => Some(id),
+        }
+    }
+
+    /// The TCP peer's address, when known.
+    pub(crate) fn remote_addr(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Source::Forwarded(f) => f.by.addr,
+            Source::Conn(info) => Some(info.remote_addr()),
+            Source::Core(info) => info.remote_addr(),
+            Source::Bare(_) => None,
         }
     }
 }
@@ -300,6 +318,23 @@ fn principal<P: Clone + Send + Sync + 'static>(
     parts: &Parts,
 ) -> Result<Option<Principal<P>>, IdentityRejection> {
     let ext = &parts.extensions;
+    // A forwarded client: the connection's principal is the proxy's, never the client's.
+    // Only the default principal (the identity itself) exists for a forwarded client.
+    if let Some(forwarded) = ext.get::<mtls::forwarded::ForwardedIdentity>() {
+        let Some(identity) = &forwarded.identity else {
+            return Ok(None);
+        };
+        if let Some(p) = (identity as &dyn std::any::Any).downcast_ref::<P>() {
+            return Ok(Some(Principal(p.clone())));
+        }
+        tracing::error!(
+            target: "mtls_axum",
+            requested = std::any::type_name::<P>(),
+            "a custom principal is not available for a client forwarded by a proxy (the \
+             identity extractor runs at the handshake, with the proxy); take ClientIdentity"
+        );
+        return Err(IdentityRejection::NoPrincipal);
+    }
     if let Some(ConnectInfo(info)) = ext.get::<ConnectInfo<TlsConnectInfo>>() {
         return principal_of(info);
     }

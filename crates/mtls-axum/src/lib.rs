@@ -128,6 +128,7 @@
 #![deny(missing_docs)]
 
 mod extract;
+mod forwarded;
 mod listener;
 #[cfg(feature = "test-util")]
 mod mock;
@@ -135,6 +136,7 @@ mod policy;
 mod trace;
 
 pub use extract::{ClientIdentity, IdentityRejection, Principal};
+pub use forwarded::{ForwardedBy, ForwardedIdentity, ForwardedIdentityLayer};
 pub use listener::{MtlsListener, MtlsRouterExt, MtlsStream, TlsConnectInfo};
 #[cfg(feature = "test-util")]
 pub use mock::{MockPeerIdentity, MockPeerIdentityService};

@@ -184,6 +184,25 @@ impl Server {
         Arc::new(Following(self.current.clone()))
     }
 
+    /// Verifies a client chain (leaf first) that did not arrive in a handshake with this
+    /// server (one a TLS-terminating proxy forwarded, say) as a handshake would: path
+    /// validation against the CAs and CRLs in force, then the policy in force. A chain
+    /// that passed before under the same material is not validated again.
+    ///
+    /// # Errors
+    /// The [`Rejection`](crate::Rejection) that refuses it; it is also logged, as a
+    /// refused handshake is.
+    pub fn verify_client_chain(
+        &self,
+        chain: &[rustls::pki_types::CertificateDer<'_>],
+    ) -> std::result::Result<Arc<crate::PeerIdentity>, crate::Rejection> {
+        self.current
+            .load()
+            .trust
+            .admit(chain, crate::snapshot::unix_now())
+            .map_err(|refused| refused.reason)
+    }
+
     /// An acceptor that runs handshakes with a timeout and returns the peer's identity.
     pub fn acceptor(&self) -> Acceptor<DefaultExtractor> {
         self.acceptor_with(DefaultExtractor)

@@ -1,0 +1,399 @@
+//! Which requests may carry a forwarded client certificate, and the identity a request
+//! gets: [`Forwarding`] decides from the *connection*, never from the header.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use super::{ForwardedError, HeaderFormat, decode};
+use crate::identity::PeerIdentity;
+use crate::policy::Policy;
+use crate::verify::Rejection;
+
+/// Who may forward a client certificate.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TrustedProxy {
+    /// The proxy authenticates to our listener with its own certificate, which this policy
+    /// must admit (the secure default: e.g. `Policy::common_name(["edge-proxy"])`).
+    Policy(Policy),
+    /// The proxy is recognised by its address: any TCP peer in these networks. Only for a
+    /// proxy that cannot present a client certificate, on a network no one else reaches.
+    Networks(Vec<ipnet::IpNet>),
+}
+
+/// The proxy a request came through, as the connection shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct ProxyInfo {
+    /// The header format it used (`"nginx"`, `"xfcc"`, …).
+    pub format: &'static str,
+    /// The subject of the proxy's own certificate, when it authenticated with one.
+    pub subject: Option<String>,
+    /// The proxy's address (the TCP peer).
+    pub addr: Option<SocketAddr>,
+    /// What the proxy says it is (XFCC `By`), when it says so.
+    pub by: Option<String>,
+}
+
+/// The identity of a request that came through a trusted proxy: the client's (`None`
+/// when the proxy's client presented no certificate: anonymous), and the proxy.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ForwardedIdentity {
+    /// The client's identity, as our listener would have produced it.
+    pub identity: Option<Arc<PeerIdentity>>,
+    /// Which proxy forwarded it.
+    pub by: ProxyInfo,
+}
+
+/// The request headers, as the adapters see them (the core does not depend on `http`).
+pub trait HeaderSource {
+    /// Every value of the header `name` (lowercase), in order.
+    fn values(&self, name: &str) -> Vec<&[u8]>;
+}
+
+/// What to do with one request.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Resolution {
+    /// Not from a trusted proxy: the request is what its connection authenticates. The
+    /// forwarded headers must be removed before the application sees it.
+    Direct,
+    /// From a trusted proxy: the request is the forwarded client's (or anonymous).
+    Forwarded(ForwardedIdentity),
+    /// From a trusted proxy, but what it forwarded cannot be used: answer 400 (a malformed
+    /// header) or 403 (a refused certificate), as [`ForwardingError::is_client_error`] says.
+    Refused(ForwardingError),
+}
+
+/// Why a request from a trusted proxy was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardingError {
+    /// The header could not be decoded.
+    #[error("the forwarded client certificate header `{header}` is unusable: {error}")]
+    Header {
+        /// The header's name.
+        header: String,
+        /// Why.
+        error: ForwardedError,
+    },
+    /// The header appeared more than once, where the format allows one value: a copy
+    /// sent by the client that the proxy did not replace.
+    #[error(
+        "the header `{header}` appears {count} times; the proxy must replace it, not append \
+         to it (nginx: proxy_set_header; HAProxy: http-request set-header; Apache: \
+         RequestHeader set)"
+    )]
+    Repeated {
+        /// The header's name.
+        header: String,
+        /// How many times.
+        count: usize,
+    },
+    /// The proxy's verification result header does not say success.
+    #[error(
+        "the proxy did not verify the client certificate: `{header}` is {value:?}, not one of \
+         {accepted:?}"
+    )]
+    NotVerified {
+        /// The header's name.
+        header: String,
+        /// What it said (at most 64 bytes).
+        value: String,
+        /// What counts as success.
+        accepted: Vec<String>,
+    },
+    /// Our own verification (CAs, CRLs and policy in force) refused the forwarded chain.
+    #[error("the forwarded client certificate is refused: {0}")]
+    Refused(Rejection),
+}
+
+impl ForwardingError {
+    /// Whether the request is malformed (400), rather than refused (403).
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, Self::Header { .. } | Self::Repeated { .. })
+    }
+}
+
+/// Forwarded-identity settings: the proxy in front, its header format, and how far its
+/// word is taken. Shared (`Arc`) by the adapters' layers; see the adapters' docs.
+pub struct Forwarding {
+    format: HeaderFormat,
+    header: String,
+    chain_header: Option<String>,
+    trusted: TrustedProxy,
+    verify_header: Option<(String, Vec<String>)>,
+    reverify: Option<crate::Server>,
+    /// Identities parsed from header values, so a keep-alive connection through a proxy
+    /// does not parse the same certificate on every request.
+    cache: Mutex<HashMap<Vec<u8>, Arc<PeerIdentity>>>,
+}
+
+/// Cached identities; the cache is emptied when it is full.
+const CACHE_SIZE: usize = 1024;
+
+impl fmt::Debug for Forwarding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Forwarding")
+            .field("format", &self.format)
+            .field("header", &self.header)
+            .field("chain_header", &self.chain_header)
+            .field("trusted", &self.trusted)
+            .field("verify_header", &self.verify_header)
+            .field("reverify", &self.reverify.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Forwarding {
+    /// Honours `format`'s header (under its default name) from `trusted` proxies only.
+    ///
+    /// For the formats whose proxies forward a certificate they did not necessarily
+    /// verify (nginx, HAProxy and Apache forward whatever `ssl_verify_client optional`
+    /// let through), their verification result header is required to say success:
+    /// `x-ssl-client-verify: SUCCESS` (nginx `$ssl_client_verify`, Apache
+    /// `%{SSL_CLIENT_VERIFY}s`) or `0` (HAProxy `ssl_c_verify`). Change it with
+    /// [`verify_header`](Self::verify_header), or verify the chain again ourselves with
+    /// [`reverify`](Self::reverify).
+    pub fn new(format: HeaderFormat, trusted: TrustedProxy) -> Self {
+        let verify_header = match format {
+            HeaderFormat::Nginx | HeaderFormat::Apache => {
+                Some(("x-ssl-client-verify".to_owned(), vec!["SUCCESS".to_owned()]))
+            }
+            HeaderFormat::Haproxy => Some(("x-ssl-client-verify".to_owned(), vec!["0".to_owned()])),
+            _ => None,
+        };
+        Self {
+            format,
+            header: format.default_header().to_owned(),
+            chain_header: format.default_chain_header().map(str::to_owned),
+            trusted,
+            verify_header,
+            reverify: None,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reads the certificate from `name` instead of the format's default header.
+    #[must_use]
+    pub fn header(mut self, name: &str) -> Self {
+        self.header = name.to_ascii_lowercase();
+        self
+    }
+
+    /// Reads the chain (intermediates) from `name`, or from no separate header.
+    #[must_use]
+    pub fn chain_header(mut self, name: Option<&str>) -> Self {
+        self.chain_header = name.map(str::to_ascii_lowercase);
+        self
+    }
+
+    /// Requires the header `name` to hold one of `accepted` (the proxy's verification
+    /// result); `None` trusts the proxy to forward only certificates it verified.
+    #[must_use]
+    pub fn verify_header(mut self, header: Option<(&str, &[&str])>) -> Self {
+        self.verify_header = header.map(|(name, accepted)| {
+            (
+                name.to_ascii_lowercase(),
+                accepted.iter().map(|s| (*s).to_owned()).collect(),
+            )
+        });
+        self
+    }
+
+    /// Verifies every forwarded chain again with `server`'s CAs, CRLs and policy in force
+    /// (following its reloads), for proxies that forward without verifying (Cloudflare's
+    /// RFC 9440 field). The proxy's verification header is then not needed.
+    #[must_use]
+    pub fn reverify(mut self, server: &crate::Server) -> Self {
+        self.reverify = Some(server.clone());
+        self.verify_header = None;
+        self
+    }
+
+    /// The header format.
+    pub fn format(&self) -> HeaderFormat {
+        self.format
+    }
+
+    /// Every header this configuration reads: the adapters remove them from every
+    /// request before the application sees it.
+    pub fn headers(&self) -> Vec<&str> {
+        let mut v = vec![self.header.as_str()];
+        v.extend(self.chain_header.as_deref());
+        v.extend(self.verify_header.as_ref().map(|(h, _)| h.as_str()));
+        v
+    }
+
+    /// Whether the connection is a trusted proxy.
+    fn proxy(&self, identity: Option<&PeerIdentity>, remote: Option<SocketAddr>) -> bool {
+        match &self.trusted {
+            TrustedProxy::Policy(policy) => identity.is_some_and(|id| policy.authorize(id).is_ok()),
+            TrustedProxy::Networks(nets) => remote.is_some_and(|addr| {
+                let ip = match addr.ip() {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                    v4 => v4,
+                };
+                nets.iter().any(|n| n.contains(&ip))
+            }),
+        }
+    }
+
+    /// Decides what one request is, from its connection (`identity` of the TCP peer,
+    /// `remote` address) and its headers.
+    pub fn resolve(
+        &self,
+        identity: Option<&PeerIdentity>,
+        remote: Option<SocketAddr>,
+        headers: &dyn HeaderSource,
+    ) -> Resolution {
+        if !self.proxy(identity, remote) {
+            return Resolution::Direct;
+        }
+        match self.forwarded(headers) {
+            Ok((client, by)) => Resolution::Forwarded(ForwardedIdentity {
+                identity: client,
+                by: ProxyInfo {
+                    format: self.format.name(),
+                    subject: identity.map(|id| id.subject().to_owned()),
+                    addr: remote,
+                    by,
+                },
+            }),
+            Err(e) => {
+                tracing::warn!(
+                    target: "mtls::forwarded",
+                    proxy = ?remote,
+                    error = %e,
+                    "forwarded client certificate refused"
+                );
+                Resolution::Refused(e)
+            }
+        }
+    }
+
+    fn one<'h>(
+        &self,
+        headers: &'h dyn HeaderSource,
+        name: &str,
+    ) -> Result<Option<&'h [u8]>, ForwardingError> {
+        let values = headers.values(name);
+        match values.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one)),
+            many => Err(ForwardingError::Repeated {
+                header: name.to_owned(),
+                count: many.len(),
+            }),
+        }
+    }
+
+    /// The forwarded client (None: anonymous) and the proxy's `By`.
+    #[allow(clippy::type_complexity)]
+    fn forwarded(
+        &self,
+        headers: &dyn HeaderSource,
+    ) -> Result<(Option<Arc<PeerIdentity>>, Option<String>), ForwardingError> {
+        // XFCC proxies append: several lines are one list, whose last element is the
+        // nearest (trusted) proxy's. Every other format must come as one value.
+        let joined;
+        let value = if self.format == HeaderFormat::Xfcc {
+            let values = headers.values(&self.header);
+            if values.is_empty() {
+                None
+            } else {
+                joined = values.join(&b","[..]);
+                Some(joined.as_slice())
+            }
+        } else {
+            self.one(headers, &self.header)?
+        };
+        let chain = match &self.chain_header {
+            Some(name) => self.one(headers, name)?,
+            None => None,
+        };
+        let header_error = |error| ForwardingError::Header {
+            header: self.header.clone(),
+            error,
+        };
+        let Some(value) = value else {
+            return Ok((None, None));
+        };
+        let cert = match decode(self.format, value, chain) {
+            Ok(cert) => cert,
+            Err(ForwardedError::Absent) => return Ok((None, None)),
+            Err(e) => return Err(header_error(e)),
+        };
+        if let Some((name, accepted)) = &self.verify_header {
+            let said = self.one(headers, name)?.unwrap_or_default();
+            let said = String::from_utf8_lossy(&said[..said.len().min(64)]).into_owned();
+            if !accepted.iter().any(|a| a.as_str() == said.trim()) {
+                return Err(ForwardingError::NotVerified {
+                    header: name.clone(),
+                    value: said,
+                    accepted: accepted.clone(),
+                });
+            }
+        }
+        let by = cert.by.clone();
+        if let Some(server) = &self.reverify {
+            let identity = server
+                .verify_client_chain(&cert.chain)
+                .map_err(ForwardingError::Refused)?;
+            return Ok((Some(identity), by));
+        }
+        let key = [value, chain.unwrap_or_default()].join(&b"\n"[..]);
+        let cache = |c: &mut HashMap<Vec<u8>, Arc<PeerIdentity>>| c.get(&key).cloned();
+        if let Some(hit) = cache(&mut self.lock()) {
+            return Ok((Some(hit), by));
+        }
+        let identity = PeerIdentity::from_chain(&cert.chain).map_err(|e| {
+            header_error(ForwardedError::BadCertificate {
+                detail: e.to_string(),
+            })
+        })?;
+        let identity = Arc::new(identity);
+        let mut cached = self.lock();
+        if cached.len() >= CACHE_SIZE {
+            cached.clear();
+        }
+        cached.insert(key, identity.clone());
+        Ok((Some(identity), by))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<PeerIdentity>>> {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The headers that forward `identity` to an upstream service, when our own client is
+/// the proxy: RFC 9440 (`Client-Cert`, and `Client-Cert-Chain` when the chain has
+/// intermediates) or Envoy's XFCC (`x-forwarded-client-cert`, with `By` when given).
+/// Other formats are what proxies send, not what upstreams usually read; `None` for them.
+///
+/// Set them on the outgoing request *replacing* any copy (`HeaderMap::insert`, not
+/// `append`), so a client of ours cannot smuggle its own value upstream.
+pub fn upstream_headers(
+    format: HeaderFormat,
+    identity: &PeerIdentity,
+    by: Option<&str>,
+) -> Option<Vec<(&'static str, String)>> {
+    let chain = identity.chain();
+    match format {
+        HeaderFormat::Rfc9440 => {
+            let (cert, intermediates) = super::encode_rfc9440(chain);
+            let mut headers = vec![("client-cert", cert)];
+            headers.extend(intermediates.map(|c| ("client-cert-chain", c)));
+            Some(headers)
+        }
+        HeaderFormat::Xfcc => Some(vec![(
+            "x-forwarded-client-cert",
+            super::encode_xfcc(chain, by),
+        )]),
+        _ => None,
+    }
+}
