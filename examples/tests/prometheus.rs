@@ -182,8 +182,30 @@ fn normal_hex(text: &str) -> String {
     hex.trim_start_matches('0').to_owned()
 }
 
+/// An alert Prometheus should show (pending or firing): its name, one of its labels and
+/// text its description contains.
+struct Alert {
+    name: &'static str,
+    label: (&'static str, &'static str),
+    text: &'static str,
+}
+
+/// What the scrape of the server should show.
+struct Want {
+    /// notAfter of the server's certificate, Unix seconds.
+    not_after: f64,
+    /// Its serial, as [`normal_hex`] writes it.
+    serial: String,
+    /// nextUpdate of its CRL, Unix seconds.
+    crl_next_update: f64,
+    /// Whether a reload has failed.
+    reload_failed: bool,
+    /// Exactly the alerts Prometheus should show.
+    alerts: Vec<Alert>,
+}
+
 /// What is still missing from what the scrape should show; empty once it is all there.
-fn missing(prometheus: &Prometheus, not_after: f64, serial: &str) -> Vec<String> {
+fn missing(prometheus: &Prometheus, want: &Want) -> Vec<String> {
     let mut missing = Vec::new();
     let mut check = |ok: bool, what: String| {
         if !ok {
@@ -203,18 +225,18 @@ fn missing(prometheus: &Prometheus, not_after: f64, serial: &str) -> Vec<String>
         r#"mtls_certificate_expiry_timestamp_seconds{side="server",role="identity"} > 0"#;
     let series = prometheus.query(identity);
     check(
-        matches!(&series[..], [(_, v)] if *v == not_after),
-        format!("one {identity} = {not_after} (got {series:?})"),
+        matches!(&series[..], [(_, v)] if *v == want.not_after),
+        format!("one {identity} = {} (got {series:?})", want.not_after),
     );
     if let [(labels, _)] = &series[..] {
-        let (subject, got_serial) = (labels["subject"].as_str(), labels["serial"].as_str());
+        let (subject, serial) = (labels["subject"].as_str(), labels["serial"].as_str());
         check(
             subject.is_some_and(|s| s.contains("localhost")),
             format!("{identity}: subject naming localhost (got {labels})"),
         );
         check(
-            got_serial.map(normal_hex).as_deref() == Some(serial),
-            format!("{identity}: serial {serial} (got {labels})"),
+            serial.map(normal_hex).as_deref() == Some(&want.serial),
+            format!("{identity}: serial {} (got {labels})", want.serial),
         );
     }
     for role in ["chain", "ca"] {
@@ -224,6 +246,16 @@ fn missing(prometheus: &Prometheus, not_after: f64, serial: &str) -> Vec<String>
         let got = prometheus.scalar(&query);
         check(got >= Some(1.0), format!("{query} >= 1 (got {got:?})"));
     }
+    let crl = r#"mtls_crl_next_update_timestamp_seconds{side="server"} > 0"#;
+    let series = prometheus.query(crl);
+    check(
+        matches!(&series[..], [(labels, v)] if *v == want.crl_next_update
+            && labels["issuer"].as_str().is_some_and(|i| i.contains("mtls-testing intermediate"))),
+        format!(
+            "one {crl} = {} from the intermediate (got {series:?})",
+            want.crl_next_update
+        ),
+    );
     // What the rules rely on besides the above.
     for query in [
         r#"mtls_reload_last_success_timestamp_seconds{side="server"} > 0"#,
@@ -236,13 +268,19 @@ fn missing(prometheus: &Prometheus, not_after: f64, serial: &str) -> Vec<String>
     }
     let failure = r#"mtls_reload_last_failure_timestamp_seconds{side="server"}"#;
     let got = prometheus.scalar(failure);
-    check(
-        got.is_none(),
-        format!("no {failure} before a failure (got {got:?})"),
-    );
+    if want.reload_failed {
+        let newer = r#"mtls_reload_last_failure_timestamp_seconds{side="server"}
+            > mtls_reload_last_success_timestamp_seconds"#;
+        let got = prometheus.scalar(newer);
+        check(got.is_some(), format!("{newer} (got {got:?})"));
+    } else {
+        check(
+            got.is_none(),
+            format!("no {failure} before a failure (got {got:?})"),
+        );
+    }
 
-    // The rules loaded and evaluate without errors, and the expiry rule sees the
-    // server's two-day certificate.
+    // The rules loaded and evaluate without errors.
     let groups = prometheus.api("/api/v1/rules", &[]);
     let rules: Vec<&Value> = groups["groups"]
         .as_array()
@@ -263,29 +301,57 @@ fn missing(prometheus: &Prometheus, not_after: f64, serial: &str) -> Vec<String>
             ),
         );
     }
+    // The alerts they raise on what the server exports, and no others.
     let alerts = prometheus.api("/api/v1/alerts", &[]);
-    let expiring: Vec<&Value> = alerts["alerts"]
-        .as_array()
-        .unwrap()
+    let alerts = alerts["alerts"].as_array().unwrap();
+    for alert in &want.alerts {
+        let found: Vec<&Value> = alerts
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == alert.name)
+            .collect();
+        let (label, value) = alert.label;
+        check(
+            matches!(&found[..], [a] if a["labels"][label] == value
+                && a["annotations"]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(alert.text))),
+            format!(
+                "one {} with {label}={value} and {:?} in its description (got {found:?})",
+                alert.name, alert.text
+            ),
+        );
+    }
+    let unexpected: Vec<&Value> = alerts
         .iter()
-        .filter(|a| a["labels"]["alertname"] == "MtlsCertificateExpiryCritical")
+        .filter(|a| {
+            !want
+                .alerts
+                .iter()
+                .any(|w| a["labels"]["alertname"] == w.name)
+        })
         .collect();
-    check(
-        matches!(&expiring[..], [a] if a["labels"]["role"] == "identity"
-            && a["labels"]["severity"] == "critical"
-            && a["annotations"]["description"]
-                .as_str()
-                .is_some_and(|d| d.contains("localhost") && d.contains("expires in 1d 23h"))),
-        format!("one MtlsCertificateExpiryCritical for the identity (got {expiring:?})"),
-    );
-    let others: Vec<&Value> = alerts["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["labels"]["alertname"] != "MtlsCertificateExpiryCritical")
-        .collect();
-    assert!(others.is_empty(), "unexpected alerts: {others:?}");
+    assert!(unexpected.is_empty(), "unexpected alerts: {unexpected:?}");
     missing
+}
+
+/// Polls Prometheus (30 s at most) until the scrape shows everything `want` expects.
+fn wait_for(prometheus: &Prometheus, want: &Want) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing = missing(prometheus, want);
+        if missing.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let targets = prometheus.api("/api/v1/targets", &[]);
+            panic!(
+                "after 30 s, still missing:\n  {}\ntargets: {targets}\nprometheus log:\n{}",
+                missing.join("\n  "),
+                prometheus.log_text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]
@@ -294,8 +360,8 @@ fn prometheus_scrapes_the_axum_server_example_and_loads_the_rules() {
         return;
     }
     let pki = TestPki::new();
-    // Valid for two more days: inside the critical window of the expiry rule.
     let now = time::OffsetDateTime::now_utc();
+    // Valid for two more days: inside the critical window of the expiry rule.
     let leaf = pki
         .intermediate
         .leaf("localhost")
@@ -310,8 +376,12 @@ fn prometheus_scrapes_the_axum_server_example_and_loads_the_rules() {
     let server = leaf.write(pki.dir.path(), "localhost");
     let ca = pki.ca_file();
     let (_, alice) = pki.client("alice");
-    let metrics_port = free_port();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    // Past its nextUpdate: in force (with a warning), and stale for the CRL rule.
+    let next_update = now - time::Duration::hours(1);
+    let crl = pki
+        .intermediate
+        .crl_with(&[], now - time::Duration::hours(2), next_update, 1)
+        .write(pki.dir.path(), "intermediate.crl");
     let running = start(
         "axum_server",
         &[
@@ -321,11 +391,19 @@ fn prometheus_scrapes_the_axum_server_example_and_loads_the_rules() {
             s(&server.key),
             "--client-ca",
             s(&ca),
+            "--crl",
+            s(&crl),
             "--allow-any",
+            "--watch",
             "--metrics-listen",
-            &metrics_addr,
+            "127.0.0.1:0",
         ],
     );
+    let line = running.next_line();
+    let metrics_addr = line
+        .strip_prefix("metrics on ")
+        .unwrap_or_else(|| panic!("expected `metrics on ADDR`, got {line:?}"))
+        .to_owned();
 
     // One accepted handshake, and one refused for want of a client certificate.
     let (status, body) = curl_ok(
@@ -358,28 +436,37 @@ fn prometheus_scrapes_the_axum_server_example_and_loads_the_rules() {
     .unwrap();
     let prometheus = Prometheus::start(&config, &dir);
 
-    let not_after = leaf.not_after().unix_timestamp() as f64;
-    let serial = normal_hex(
-        &leaf
-            .serial()
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<String>(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let missing = missing(&prometheus, not_after, &serial);
-        if missing.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let targets = prometheus.api("/api/v1/targets", &[]);
-            panic!(
-                "after 30 s, still missing:\n  {}\ntargets: {targets}\nprometheus log:\n{}",
-                missing.join("\n  "),
-                prometheus.log_text()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let serial: String = leaf.serial().iter().map(|b| format!("{b:02X}")).collect();
+    let mut want = Want {
+        not_after: leaf.not_after().unix_timestamp() as f64,
+        serial: normal_hex(&serial),
+        crl_next_update: next_update.unix_timestamp() as f64,
+        reload_failed: false,
+        alerts: vec![
+            Alert {
+                name: "MtlsCertificateExpiryCritical",
+                label: ("role", "identity"),
+                text: "CN=localhost\" (serial",
+            },
+            Alert {
+                name: "MtlsCrlStale",
+                label: ("side", "server"),
+                text: "mtls-testing intermediate",
+            },
+        ],
+    };
+    wait_for(&prometheus, &want);
+
+    // A reload that fails (the certificate file replaced by garbage): the last failure
+    // is newer than the last success, the previous material stays in force.
+    let garbage = pki.path("localhost.crt.new");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    std::fs::rename(&garbage, &server.cert).unwrap();
+    want.reload_failed = true;
+    want.alerts.push(Alert {
+        name: "MtlsReloadFailing",
+        label: ("side", "server"),
+        text: "still in force",
+    });
+    wait_for(&prometheus, &want);
 }
