@@ -79,7 +79,7 @@ pub mod server_args {
                 "--allow" => allow.push(value("a policy such as cn:alice")?),
                 "--admin-cn" => admin_cn = Some(value("a common name")?),
                 "--metrics-listen" => {
-                    metrics_listen = Some(value("an address such as 127.0.0.1:9100")?)
+                    metrics_listen = Some(value("an address such as 127.0.0.1:9464")?)
                 }
                 "--allow-any" | "--optional-client-auth" | "--watch" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
