@@ -50,7 +50,7 @@ An axum HTTPS server that requires client certificates (mutual TLS).
   --admin-cn NAME          the common name allowed on GET /admin (default: admin)
   --watch                  reload certificate, key, CAs and CRLs when their files change
   --metrics-listen ADDR    serve Prometheus metrics on http://ADDR/metrics (plain HTTP;
-                           also GET /healthz there), e.g. 127.0.0.1:9100
+                           also GET /healthz there), e.g. 127.0.0.1:9464
   --forwarded FORMAT[:HEADER]
                            take the client's certificate from a TLS-terminating proxy in
                            front: rfc9440, xfcc, nginx, haproxy, apache, traefik or alb

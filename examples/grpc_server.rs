@@ -64,7 +64,7 @@ A gRPC server (service mtls.examples.v1.Identity) that requires client certifica
   --admin-cn NAME          the common name allowed to call Admin (default: admin)
   --watch                  reload certificate, key, CAs and CRLs when their files change
   --metrics-listen ADDR    serve Prometheus metrics on http://ADDR/metrics (plain HTTP;
-                           also GET /healthz there), e.g. 127.0.0.1:9100
+                           also GET /healthz there), e.g. 127.0.0.1:9464
   -h, --help               show this help
 
 Methods:

@@ -85,7 +85,7 @@ pub mod server_args {
                 "--allow" => allow.push(value("a policy such as cn:alice")?),
                 "--admin-cn" => admin_cn = Some(value("a common name")?),
                 "--metrics-listen" => {
-                    metrics_listen = Some(value("an address such as 127.0.0.1:9100")?)
+                    metrics_listen = Some(value("an address such as 127.0.0.1:9464")?)
                 }
                 "--forwarded" => forwarded = Some(value("a format such as nginx or xfcc")?),
                 "--trusted-proxy" => {

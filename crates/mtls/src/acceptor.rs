@@ -32,7 +32,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::connection::ConnectionInfo;
 use crate::identity::{DefaultExtractor, ExtractError, IdentityExtractor};
-use crate::observe::{HandshakeResult, Side, Slot, failure_of, version_of};
+use crate::observe::{HandshakeResult, InFlight, Side, Slot, failure_of, version_of};
 use crate::snapshot::server::ServerSnapshot;
 use crate::verify::{Rejection, log_rejection};
 
@@ -213,8 +213,9 @@ impl<E: IdentityExtractor> Acceptor<E> {
     {
         // Boxed (only when observed): it lives across the handshake, in every
         // connection's future.
-        let timing = self.observer.start(Side::Server).map(Box::new);
-        let result = self.handshake(io, remote_addr).await;
+        let mut timing = self.observer.start(Side::Server).map(Box::new);
+        let result = self.handshake(io, remote_addr, &mut timing).await;
+        // A refusal was reported before lingering (so its duration is the handshake's).
         if let Some(timing) = timing {
             match &result {
                 Ok((stream, peer)) => timing.finish(
@@ -236,6 +237,7 @@ impl<E: IdentityExtractor> Acceptor<E> {
         &self,
         io: IO,
         remote_addr: Option<std::net::SocketAddr>,
+        timing: &mut Option<Box<InFlight>>,
     ) -> Result<(TlsStream<IO>, ConnectionInfo<E::Principal>), HandshakeError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
@@ -286,6 +288,10 @@ impl<E: IdentityExtractor> Acceptor<E> {
             .and_then(classify);
         if let Some(r @ Rejection::NoCertificate) = &rejection {
             log_rejection("server", r, None);
+        }
+        if let Some(timing) = timing.take() {
+            let (result, reason) = failure_of(&error, rejection.as_ref());
+            timing.finish(result, reason, false, None);
         }
         linger(&mut io).await;
         Err(HandshakeError::Tls { error, rejection })

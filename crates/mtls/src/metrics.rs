@@ -32,6 +32,11 @@
 //! it stop. The repository's `deploy/prometheus/mtls-alerts.yml` holds alert rules on
 //! these metrics.
 //!
+//! With `metrics-exporter-prometheus`, give the duration buckets
+//! (`PrometheusBuilder::set_buckets_for_metric`), or it renders a summary that
+//! `histogram_quantile` cannot use; and do not let its `idle_timeout` cover gauges: the
+//! expiry gauges are set at build and at each reload only.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), mtls::Error> {
 //! // Install a recorder (an exporter) first, then:
@@ -66,13 +71,19 @@ const CRL_NEXT_UPDATE: &str = "mtls_crl_next_update_timestamp_seconds";
 
 /// An [`Observer`] that records metrics on the `metrics` facade; see the module docs.
 ///
-/// One is enough for a process: share it (`Arc`) between servers and clients; their
-/// series differ by `side`. Two sides of the same kind share their series.
+/// One can be shared (`Arc`) by a process's servers and clients: their series differ by
+/// `side`, and each one's expiry series are its own (a rotation on one server retires only
+/// that server's old certificate). The per-side gauges (`mtls_reload_generation`, the
+/// reload timestamps) and the counters of two servers sharing one observer add up or
+/// overwrite each other, though: give each server its own with
+/// [`named`](Self::named), which adds a `name` label to every series it records.
 #[derive(Debug, Default)]
 pub struct MetricsObserver {
-    /// The label sets of the expiry gauges each side published last, to retire those
-    /// that leave the material.
-    published: Mutex<HashMap<Side, Published>>,
+    /// Added to every series as label `name`, when set.
+    name: Option<metrics::SharedString>,
+    /// The label sets of the expiry gauges each server or client published last, to
+    /// retire those that leave its material.
+    published: Mutex<HashMap<u64, Published>>,
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +98,24 @@ impl MetricsObserver {
     pub fn new() -> Self {
         describe();
         Self::default()
+    }
+
+    /// An observer whose series all carry the label `name="<name>"`, to tell several
+    /// servers (or clients) of one process apart.
+    pub fn named(name: &str) -> Self {
+        describe();
+        Self {
+            name: Some(name.to_owned().into()),
+            ..Self::default()
+        }
+    }
+
+    /// `labels`, with the `name` label when set.
+    fn labels(&self, mut labels: Vec<Label>) -> Vec<Label> {
+        if let Some(name) = &self.name {
+            labels.push(Label::new("name", name.clone()));
+        }
+        labels
     }
 }
 
@@ -139,31 +168,34 @@ fn bool_str(b: bool) -> &'static str {
 
 impl Observer for MetricsObserver {
     fn handshake_started(&self, side: Side) {
-        gauge!(IN_FLIGHT, "side" => side.as_str()).increment(1.0);
+        let labels = self.labels(vec![Label::from_static_parts("side", side.as_str())]);
+        gauge!(IN_FLIGHT, labels).increment(1.0);
     }
 
     fn handshake(&self, e: &HandshakeEvent) {
-        let side = e.side.as_str();
-        let result = e.result.as_str();
-        counter!(
-            HANDSHAKES,
-            "side" => side,
-            "result" => result,
-            "reason" => e.reason,
-            "resumed" => bool_str(e.resumed),
-            "version" => e.version_str(),
-        )
-        .increment(1);
-        histogram!(DURATION, "side" => side, "result" => result).record(e.duration.as_secs_f64());
-        gauge!(IN_FLIGHT, "side" => side).decrement(1.0);
+        let side = Label::from_static_parts("side", e.side.as_str());
+        let result = Label::from_static_parts("result", e.result.as_str());
+        let labels = self.labels(vec![
+            side.clone(),
+            result.clone(),
+            Label::from_static_parts("reason", e.reason),
+            Label::from_static_parts("resumed", bool_str(e.resumed)),
+            Label::from_static_parts("version", e.version_str()),
+        ]);
+        counter!(HANDSHAKES, labels).increment(1);
+        histogram!(DURATION, self.labels(vec![side.clone(), result]))
+            .record(e.duration.as_secs_f64());
+        gauge!(IN_FLIGHT, self.labels(vec![side])).decrement(1.0);
     }
 
     fn handshake_abandoned(&self, side: Side) {
-        gauge!(IN_FLIGHT, "side" => side.as_str()).decrement(1.0);
+        let labels = self.labels(vec![Label::from_static_parts("side", side.as_str())]);
+        gauge!(IN_FLIGHT, labels).decrement(1.0);
     }
 
     fn eviction(&self, reason: Eviction) {
-        counter!(EVICTIONS, "reason" => reason.as_str()).increment(1);
+        let labels = self.labels(vec![Label::from_static_parts("reason", reason.as_str())]);
+        counter!(EVICTIONS, labels).increment(1);
     }
 
     fn reload(&self, r: &ReloadReport<'_>) {
@@ -172,28 +204,41 @@ impl Observer for MetricsObserver {
             Ok(changed) => ("success", if changed { "changed" } else { "unchanged" }),
             Err(_) => ("failure", "unchanged"),
         };
-        counter!(RELOADS, "side" => side, "result" => result, "trust" => trust).increment(1);
+        counter!(RELOADS, self.reload_labels(side, result, trust)).increment(1);
         if r.result.is_err() {
-            gauge!(LAST_FAILURE, "side" => side).set(unix(r.at));
+            let labels = self.labels(vec![Label::from_static_parts("side", side)]);
+            gauge!(LAST_FAILURE, labels).set(unix(r.at));
         }
     }
 
     fn material(&self, m: &MaterialReport<'_>) {
         let side = m.side.as_str();
+        let side_labels = self.labels(vec![Label::from_static_parts("side", side)]);
         #[allow(clippy::cast_precision_loss)] // generations stay far below 2^53
-        gauge!(GENERATION, "side" => side).set(m.generation as f64);
-        gauge!(LAST_SUCCESS, "side" => side).set(unix(m.loaded_at));
+        gauge!(GENERATION, side_labels.clone()).set(m.generation as f64);
+        gauge!(LAST_SUCCESS, side_labels).set(unix(m.loaded_at));
+        if m.generation == 1 {
+            // The reload counters exist from the start, so that `increase()` sees the
+            // first failure of a process.
+            for (result, trust) in [
+                ("success", "unchanged"),
+                ("success", "changed"),
+                ("failure", "unchanged"),
+            ] {
+                counter!(RELOADS, self.reload_labels(side, result, trust)).increment(0);
+            }
+        }
 
         let certificates: Vec<(Vec<Label>, f64)> = m
             .certificates
             .iter()
             .map(|c| {
-                let labels = vec![
+                let labels = self.labels(vec![
                     Label::from_static_parts("side", side),
                     Label::from_static_parts("role", c.role.as_str()),
                     Label::new("subject", c.subject.clone()),
                     Label::new("serial", c.serial.clone()),
-                ];
+                ]);
                 (labels, unix(c.not_after))
             })
             .collect();
@@ -201,25 +246,53 @@ impl Observer for MetricsObserver {
             .crls
             .iter()
             .map(|c| {
-                let labels = vec![
+                let labels = self.labels(vec![
                     Label::from_static_parts("side", side),
                     Label::new("issuer", c.issuer.clone()),
-                ];
+                ]);
                 (labels, c.next_update.map_or(f64::NAN, unix))
             })
             .collect();
 
         let mut published = self.published.lock().unwrap_or_else(|p| p.into_inner());
-        let before = published.entry(m.side).or_default();
-        publish(CERT_EXPIRY, &mut before.certificates, certificates);
-        publish(CRL_NEXT_UPDATE, &mut before.crls, crls);
+        let mut mine = published.remove(&m.instance).unwrap_or_default();
+        // A series another server or client of this observer still has in force (the
+        // same CA, say) is not retired.
+        let others: Vec<&Vec<Label>> = published
+            .values()
+            .flat_map(|p| p.certificates.iter().chain(&p.crls))
+            .collect();
+        publish(CERT_EXPIRY, &mut mine.certificates, certificates, &others);
+        publish(CRL_NEXT_UPDATE, &mut mine.crls, crls, &others);
+        published.insert(m.instance, mine);
     }
 }
 
-/// Sets each series of `now`, and NaN on those of `before` that are gone.
-fn publish(name: &'static str, before: &mut Vec<Vec<Label>>, now: Vec<(Vec<Label>, f64)>) {
+impl MetricsObserver {
+    fn reload_labels(
+        &self,
+        side: &'static str,
+        result: &'static str,
+        trust: &'static str,
+    ) -> Vec<Label> {
+        self.labels(vec![
+            Label::from_static_parts("side", side),
+            Label::from_static_parts("result", result),
+            Label::from_static_parts("trust", trust),
+        ])
+    }
+}
+
+/// Sets each series of `now`, and NaN on those of `before` that are gone (unless
+/// `others` still have them).
+fn publish(
+    name: &'static str,
+    before: &mut Vec<Vec<Label>>,
+    now: Vec<(Vec<Label>, f64)>,
+    others: &[&Vec<Label>],
+) {
     for old in before.iter() {
-        if !now.iter().any(|(labels, _)| labels == old) {
+        if !now.iter().any(|(labels, _)| labels == old) && !others.contains(&old) {
             gauge!(name, old.clone()).set(f64::NAN);
         }
     }

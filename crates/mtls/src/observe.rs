@@ -215,6 +215,9 @@ pub struct CrlInForce {
 pub struct MaterialReport<'a> {
     /// Whose material.
     pub side: Side,
+    /// Which server or client (unique within the process, stable for its life), so that
+    /// an observer shared by several can replace each one's report alone.
+    pub instance: u64,
     /// Its generation.
     pub generation: u64,
     /// This side's own chain (identity, then chain) and its CAs.

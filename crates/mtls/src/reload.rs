@@ -182,7 +182,12 @@ pub(crate) struct Reloader<L: Load> {
     crls_in_force: ArcSwap<Vec<CrlInForce>>,
     expiry_warning: Duration,
     observer: observe::Slot,
+    /// Unique within the process, for observers.
+    instance: u64,
 }
+
+/// The next [`Reloader::instance`].
+static INSTANCES: AtomicU64 = AtomicU64::new(1);
 
 impl<L: Load> fmt::Debug for Reloader<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -203,6 +208,7 @@ impl<L: Load> Reloader<L> {
             loader,
             expiry_warning: spec.expiry_warning,
             observer: spec.observer.clone(),
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             spec: Mutex::new(spec),
             current: Arc::new(ArcSwap::from_pointee(first.snapshot)),
             generation: AtomicU64::new(1),
@@ -232,6 +238,7 @@ impl<L: Load> Reloader<L> {
         let status = self.status.load();
         observer.material(&MaterialReport {
             side: L::SIDE,
+            instance: self.instance,
             generation: status.generation,
             certificates: &status.certificates,
             crls: &self.crls_in_force.load(),

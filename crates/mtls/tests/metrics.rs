@@ -342,3 +342,76 @@ fn a_failed_reload_shows_in_the_health_view_with_its_file() {
     assert_eq!(error.file.as_deref(), Some(sf.cert.as_path()), "{error:?}");
     assert!(error.message.contains("localhost"), "{}", error.message);
 }
+
+#[test]
+fn servers_sharing_an_observer_keep_their_own_expiry_series() {
+    with_recorder(|metrics| async move {
+        let pki = TestPki::new();
+        let observer = Arc::new(MetricsObserver::new());
+        let (a_leaf, a) = pki.server("a.localhost");
+        let (_, b) = pki.server("b.localhost");
+        let build = |files: &mtls_testing::LeafFiles| {
+            Server::builder()
+                .identity(&files.cert, &files.key)
+                .client_ca(pki.ca_file())
+                .policy(Policy::any_verified())
+                .observer(observer.clone())
+                .build()
+                .unwrap()
+        };
+        let (_server_a, server_b) = (build(&a), build(&b));
+        let serial_a = mtls::PeerIdentity::from_chain(&[a_leaf.cert_der().into()])
+            .unwrap()
+            .serial()
+            .to_owned();
+        let a_expiry = || {
+            value(
+                &metrics,
+                "mtls_certificate_expiry_timestamp_seconds",
+                &[("role", "identity"), ("serial", &serial_a)],
+            )
+        };
+        assert!(a_expiry() > 0.0, "{}", metrics.render());
+        // B rotates: only B's old certificate is retired; A's and the shared CA's stay.
+        let (_, next) = pki.server("b.localhost");
+        std::fs::rename(&next.cert, &b.cert).unwrap();
+        std::fs::rename(&next.key, &b.key).unwrap();
+        server_b.handle().reload().unwrap();
+        assert!(a_expiry() > 0.0, "{}", metrics.render());
+        let ca = value(
+            &metrics,
+            "mtls_certificate_expiry_timestamp_seconds",
+            &[("role", "ca")],
+        );
+        assert!(ca > 0.0, "{}", metrics.render());
+    });
+}
+
+#[test]
+fn a_named_observer_labels_its_series() {
+    with_recorder(|metrics| async move {
+        let pki = TestPki::new();
+        let (_, files) = pki.server("localhost");
+        let _server = Server::builder()
+            .identity(&files.cert, &files.key)
+            .client_ca(pki.ca_file())
+            .policy(Policy::any_verified())
+            .observer(MetricsObserver::named("public"))
+            .build()
+            .unwrap();
+        let generation = value(
+            &metrics,
+            "mtls_reload_generation",
+            &[("side", "server"), ("name", "public")],
+        );
+        assert_eq!(generation, 1.0, "{}", metrics.render());
+        // The reload counters exist from the start, at zero.
+        assert!(
+            metrics
+                .render()
+                .contains(r#"mtls_reloads_total{side="server",result="failure",trust="unchanged",name="public"} 0"#),
+            "{}",
+            metrics.render()
+        );
+    });
+}

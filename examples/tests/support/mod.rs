@@ -114,3 +114,32 @@ pub fn curl_ok(
     let (body, code) = stdout.rsplit_once('\n').unwrap();
     (code.parse().unwrap(), body.to_owned())
 }
+
+/// Whether `MTLS_REQUIRE_PEERS=1` (set by `.ci/run`).
+pub fn peers_required() -> bool {
+    std::env::var("MTLS_REQUIRE_PEERS").as_deref() == Ok("1")
+}
+
+/// Whether `program` is on `PATH`. A missing one fails the test under
+/// `MTLS_REQUIRE_PEERS=1`; otherwise prints `skipped: <program> not installed`.
+pub fn require(program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()));
+    if !found {
+        assert!(
+            !peers_required(),
+            "{program} is required (MTLS_REQUIRE_PEERS=1) but not installed"
+        );
+        println!("skipped: {program} not installed");
+    }
+    found
+}
+
+/// A port that was free a moment ago (for programs that cannot report the port they got).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
