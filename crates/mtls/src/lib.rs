@@ -90,6 +90,7 @@
 //! | [`acceptor`] | one server handshake with a timeout, then admission against the snapshot in force |
 //! | [`listener`] | [`TlsListener`]: handshakes concurrently off the accept path, with a cap |
 //! | `connection` | [`ConnectionInfo`]: identity, principal, address, generation, ALPN, resumption; what the adapters put on each request |
+//! | [`forwarded`] | decodes the client certificate a TLS-terminating proxy forwards in a header (RFC 9440, Envoy XFCC, nginx, HAProxy, Apache, Traefik, AWS ALB) |
 //! | [`identity`], [`policy`] | [`PeerIdentity`] parsed once per chain; the rules that authorize it (DN handling shared in `dn`) |
 //! | [`server`], [`client`] | the public builders and handles; [`Client::connect`] |
 
@@ -102,6 +103,7 @@ pub mod client;
 mod connection;
 mod dn;
 mod error;
+pub mod forwarded;
 pub mod identity;
 pub mod listener;
 mod material;
