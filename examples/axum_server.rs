@@ -63,7 +63,7 @@ An axum HTTPS server that requires client certificates (mutual TLS).
 
 Routes:
   GET /whoami   the client's identity as JSON (401 without a client certificate), with
-                "forwarded_by": the proxy it came through, or null
+                forwarded_by: the proxy it came through, or null
   GET /admin    only for the --admin-cn client (403 for others)
   GET /healthz  the health of the certificates in force as JSON (503 when the last
                 reload failed, something in force expired or a CRL is stale)

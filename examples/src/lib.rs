@@ -88,12 +88,8 @@ pub mod server_args {
                     metrics_listen = Some(value("an address such as 127.0.0.1:9464")?)
                 }
                 "--forwarded" => forwarded = Some(value("a format such as nginx or xfcc")?),
-                "--trusted-proxy" => {
-                    trusted_proxy = Some(value("a policy such as cn:edge-proxy")?)
-                }
-                "--trusted-proxy-net" => {
-                    trusted_nets.push(value("a network such as 10.0.0.0/8")?)
-                }
+                "--trusted-proxy" => trusted_proxy = Some(value("a policy such as cn:edge-proxy")?),
+                "--trusted-proxy-net" => trusted_nets.push(value("a network such as 10.0.0.0/8")?),
                 "--allow-any" | "--optional-client-auth" | "--watch" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
                 }

@@ -125,7 +125,10 @@ where
                 let (status, body) = if e.is_client_error() {
                     (StatusCode::BAD_REQUEST, "bad forwarded client certificate")
                 } else {
-                    (StatusCode::FORBIDDEN, "forwarded client certificate refused")
+                    (
+                        StatusCode::FORBIDDEN,
+                        "forwarded client certificate refused",
+                    )
                 };
                 ResponseFuture::rejected((status, body).into_response())
             }

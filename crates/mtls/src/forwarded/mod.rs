@@ -88,10 +88,16 @@ mod rfc9440;
 #[cfg(test)]
 mod tests;
 mod text;
+mod trust;
 mod xfcc;
 
 pub use error::{ForwardedError, HeaderKind};
 pub use format::HeaderFormat;
+pub use ipnet::IpNet;
+pub use trust::{
+    ForwardedIdentity, Forwarding, ForwardingError, HeaderSource, ProxyInfo, Resolution,
+    TrustedProxy, upstream_headers,
+};
 
 use text::{Bad, Certs, Ctx, trim, unquote};
 

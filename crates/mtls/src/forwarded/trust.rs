@@ -20,7 +20,7 @@ pub enum TrustedProxy {
     Policy(Policy),
     /// The proxy is recognised by its address: any TCP peer in these networks. Only for a
     /// proxy that cannot present a client certificate, on a network no one else reaches.
-    Networks(Vec<ipnet::IpNet>),
+    Networks(Vec<super::IpNet>),
 }
 
 /// The proxy a request came through, as the connection shows it.
@@ -325,7 +325,7 @@ impl Forwarding {
         };
         let cert = match decode(self.format, value, chain) {
             Ok(cert) => cert,
-            Err(ForwardedError::Absent) => return Ok((None, None)),
+            Err(ForwardedError::Absent { .. }) => return Ok((None, None)),
             Err(e) => return Err(header_error(e)),
         };
         if let Some((name, accepted)) = &self.verify_header {
@@ -351,8 +351,11 @@ impl Forwarding {
         if let Some(hit) = cache(&mut self.lock()) {
             return Ok((Some(hit), by));
         }
-        let identity = PeerIdentity::from_chain(&cert.chain).map_err(|e| {
-            header_error(ForwardedError::BadCertificate {
+        let identity = cert.peer_identity().map_err(|e| {
+            header_error(ForwardedError::NotCertificate {
+                format: self.format,
+                header: super::HeaderKind::Cert,
+                index: 1,
                 detail: e.to_string(),
             })
         })?;
@@ -366,7 +369,9 @@ impl Forwarding {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<PeerIdentity>>> {
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
