@@ -402,3 +402,170 @@ pub fn upstream_headers(
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::forwarded::encode_rfc9440;
+
+    struct Map(Vec<(&'static str, Vec<u8>)>);
+
+    impl HeaderSource for Map {
+        fn values(&self, name: &str) -> Vec<&[u8]> {
+            self.0
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_slice())
+                .collect()
+        }
+    }
+
+    fn identity(pki: &mtls_testing::TestPki, cn: &str) -> PeerIdentity {
+        let (leaf, _) = pki.client(cn);
+        PeerIdentity::from_chain(&[leaf.cert_der().into()]).unwrap()
+    }
+
+    fn rfc9440(pki: &mtls_testing::TestPki, cn: &str) -> Vec<u8> {
+        let (leaf, _) = pki.client(cn);
+        encode_rfc9440(&[leaf.cert_der().into()]).0.into_bytes()
+    }
+
+    fn proxy_policy() -> TrustedProxy {
+        TrustedProxy::Policy(Policy::common_name(["edge-proxy"]))
+    }
+
+    #[test]
+    fn only_the_trusted_proxy_connection_is_believed() {
+        let pki = mtls_testing::TestPki::new();
+        let forwarding = Forwarding::new(HeaderFormat::Rfc9440, proxy_policy());
+        let headers = Map(vec![("client-cert", rfc9440(&pki, "admin"))]);
+        let proxy = identity(&pki, "edge-proxy");
+        let mallory = identity(&pki, "mallory");
+        // Anyone else, with or without a certificate: the header is not believed.
+        assert!(matches!(
+            forwarding.resolve(Some(&mallory), None, &headers),
+            Resolution::Direct
+        ));
+        assert!(matches!(
+            forwarding.resolve(None, None, &headers),
+            Resolution::Direct
+        ));
+        // The proxy: the forwarded client, with the proxy named.
+        match forwarding.resolve(Some(&proxy), None, &headers) {
+            Resolution::Forwarded(f) => {
+                assert_eq!(f.identity.unwrap().common_name(), Some("admin"));
+                assert_eq!(f.by.subject.as_deref(), Some(proxy.subject()));
+                assert_eq!(f.by.format, "rfc9440");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The proxy without a forwarded certificate: anonymous, not the proxy itself.
+        match forwarding.resolve(Some(&proxy), None, &Map(vec![])) {
+            Resolution::Forwarded(f) => assert!(f.identity.is_none()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_repeated_header_is_refused_not_picked() {
+        let pki = mtls_testing::TestPki::new();
+        let forwarding = Forwarding::new(HeaderFormat::Rfc9440, proxy_policy());
+        let proxy = identity(&pki, "edge-proxy");
+        let headers = Map(vec![
+            ("client-cert", rfc9440(&pki, "admin")),
+            ("client-cert", rfc9440(&pki, "alice")),
+        ]);
+        match forwarding.resolve(Some(&proxy), None, &headers) {
+            Resolution::Refused(e @ ForwardingError::Repeated { count: 2, .. }) => {
+                assert!(e.is_client_error());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn nginx_needs_its_verification_header_to_say_success() {
+        let pki = mtls_testing::TestPki::new();
+        let proxy = identity(&pki, "edge-proxy");
+        let (leaf, _) = pki.client("alice");
+        let pem = mtls_testing::Leaf::cert_pem(&leaf);
+        let escaped: String = pem
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' => (b as char).to_string(),
+                b => format!("%{b:02X}"),
+            })
+            .collect();
+        let forwarding = Forwarding::new(HeaderFormat::Nginx, proxy_policy());
+        for (verify, ok) in [
+            (Some("SUCCESS"), true),
+            (Some("FAILED:unable to verify"), false),
+            (None, false),
+        ] {
+            let mut headers = vec![("x-ssl-client-cert", escaped.clone().into_bytes())];
+            if let Some(v) = verify {
+                headers.push(("x-ssl-client-verify", v.as_bytes().to_vec()));
+            }
+            let resolution = forwarding.resolve(Some(&proxy), None, &Map(headers));
+            match (ok, resolution) {
+                (true, Resolution::Forwarded(f)) => {
+                    assert_eq!(f.identity.unwrap().common_name(), Some("alice"));
+                }
+                (false, Resolution::Refused(e @ ForwardingError::NotVerified { .. })) => {
+                    assert!(!e.is_client_error());
+                }
+                (_, other) => panic!("{verify:?}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            forwarding.headers(),
+            ["x-ssl-client-cert", "x-ssl-client-verify"]
+        );
+    }
+
+    #[test]
+    fn networks_match_ipv4_mapped_addresses_and_nothing_else() {
+        let pki = mtls_testing::TestPki::new();
+        let forwarding = Forwarding::new(
+            HeaderFormat::Rfc9440,
+            TrustedProxy::Networks(vec!["10.0.0.0/8".parse().unwrap()]),
+        );
+        let headers = Map(vec![("client-cert", rfc9440(&pki, "admin"))]);
+        let inside: SocketAddr = "10.1.2.3:4000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:10.1.2.3]:4000".parse().unwrap();
+        let outside: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        for addr in [inside, mapped] {
+            assert!(matches!(
+                forwarding.resolve(None, Some(addr), &headers),
+                Resolution::Forwarded(_)
+            ));
+        }
+        assert!(matches!(
+            forwarding.resolve(None, Some(outside), &headers),
+            Resolution::Direct
+        ));
+        assert!(matches!(
+            forwarding.resolve(None, None, &headers),
+            Resolution::Direct
+        ));
+    }
+
+    #[test]
+    fn the_same_header_value_is_parsed_once() {
+        let pki = mtls_testing::TestPki::new();
+        let forwarding = Forwarding::new(HeaderFormat::Rfc9440, proxy_policy());
+        let proxy = identity(&pki, "edge-proxy");
+        let headers = Map(vec![("client-cert", rfc9440(&pki, "admin"))]);
+        let first = match forwarding.resolve(Some(&proxy), None, &headers) {
+            Resolution::Forwarded(f) => f.identity.unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let second = match forwarding.resolve(Some(&proxy), None, &headers) {
+            Resolution::Forwarded(f) => f.identity.unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert!(Arc::ptr_eq(&first, &second));
+    }
+}
