@@ -84,9 +84,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod connector;
+mod forwarded;
 pub mod server;
 mod trace;
 
 pub use connector::{ConnectError, Connector, ServerIdentity, TlsConnection};
+pub use forwarded::{ForwardedIdentity, ResponseFuture as ForwardedResponseFuture};
 pub use server::HttpServer;
 pub use trace::TraceIdentity;
