@@ -155,11 +155,64 @@ fn reload_and_handshake(c: &mut Criterion) {
     g.finish();
 }
 
+/// The cost of a forwarded client certificate per request: decoding the header and
+/// parsing the identity (a new certificate), against the cached path a keep-alive
+/// connection through a proxy takes (the same header value again).
+fn forwarded(c: &mut Criterion) {
+    use mtls::forwarded::{
+        Forwarding, HeaderFormat, HeaderSource, Resolution, TrustedProxy, decode,
+        encode_rfc9440,
+    };
+    struct One<'a>(&'static str, &'a [u8]);
+    impl HeaderSource for One<'_> {
+        fn values(&self, name: &str) -> Vec<&[u8]> {
+            if name == self.0 { vec![self.1] } else { Vec::new() }
+        }
+    }
+    let (pki, _, client, _) = fixtures();
+    let chain = mtls::pem::load_certs(&client.cert).unwrap();
+    let (value, _) = encode_rfc9440(&chain[..1]);
+    let (proxy_leaf, _) = pki.client("edge-proxy");
+    let proxy = PeerIdentity::from_chain(&[proxy_leaf.cert_der().into()]).unwrap();
+    let mut g = c.benchmark_group("forwarded (RFC 9440 Client-Cert, P-256 leaf)");
+    g.bench_function("decode header", |b| {
+        b.iter(|| decode(HeaderFormat::Rfc9440, black_box(value.as_bytes()), None).unwrap())
+    });
+    g.bench_function("decode + identity (uncached)", |b| {
+        b.iter(|| {
+            decode(HeaderFormat::Rfc9440, black_box(value.as_bytes()), None)
+                .unwrap()
+                .peer_identity()
+                .unwrap()
+        })
+    });
+    let forwarding = Forwarding::new(
+        HeaderFormat::Rfc9440,
+        TrustedProxy::Policy(Policy::common_name(["edge-proxy"])),
+    );
+    let headers = One("client-cert", value.as_bytes());
+    g.bench_function("resolve (trusted proxy, cached identity)", |b| {
+        b.iter(|| {
+            let r = forwarding.resolve(Some(&proxy), None, black_box(&headers));
+            assert!(matches!(r, Resolution::Forwarded(_)));
+        })
+    });
+    g.bench_function("resolve (direct client: header ignored)", |b| {
+        let direct = PeerIdentity::from_chain(&chain).unwrap();
+        b.iter(|| {
+            let r = forwarding.resolve(Some(&direct), None, black_box(&headers));
+            assert!(matches!(r, Resolution::Direct));
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     pem_loading,
     identity,
     policies,
-    reload_and_handshake
+    reload_and_handshake,
+    forwarded
 );
 criterion_main!(benches);
