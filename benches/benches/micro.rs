@@ -160,13 +160,16 @@ fn reload_and_handshake(c: &mut Criterion) {
 /// connection through a proxy takes (the same header value again).
 fn forwarded(c: &mut Criterion) {
     use mtls::forwarded::{
-        Forwarding, HeaderFormat, HeaderSource, Resolution, TrustedProxy, decode,
-        encode_rfc9440,
+        Forwarding, HeaderFormat, HeaderSource, Resolution, TrustedProxy, decode, encode_rfc9440,
     };
     struct One<'a>(&'static str, &'a [u8]);
     impl HeaderSource for One<'_> {
         fn values(&self, name: &str) -> Vec<&[u8]> {
-            if name == self.0 { vec![self.1] } else { Vec::new() }
+            if name == self.0 {
+                vec![self.1]
+            } else {
+                Vec::new()
+            }
         }
     }
     let (pki, _, client, _) = fixtures();

@@ -230,6 +230,42 @@ fn bad_flags_and_files_exit_2_with_a_message() {
     assert!(run_bad(&both).contains("exclude each other"));
     let bad_spec = [&base[..], &["--allow", "cn"]].concat();
     assert!(run_bad(&bad_spec).contains("bad --allow value"));
+    // --forwarded: a known format, and the proxy it trusts.
+    let any = [&base[..], &["--allow-any"]].concat();
+    let unknown = [
+        &any[..],
+        &["--forwarded", "squid", "--trusted-proxy", "cn:p"],
+    ]
+    .concat();
+    let message = run_bad(&unknown);
+    assert!(
+        message.contains("unknown --forwarded format `squid`"),
+        "{message}"
+    );
+    assert!(message.contains("xfcc"), "{message}");
+    let untrusted = [&any[..], &["--forwarded", "nginx"]].concat();
+    assert!(run_bad(&untrusted).contains("--trusted-proxy POLICY"));
+    let both = [
+        &any[..],
+        &[
+            "--forwarded",
+            "nginx",
+            "--trusted-proxy",
+            "cn:p",
+            "--trusted-proxy-net",
+            "10.0.0.0/8",
+        ],
+    ]
+    .concat();
+    assert!(run_bad(&both).contains("not both"));
+    let bad_net = [
+        &any[..],
+        &["--forwarded", "nginx", "--trusted-proxy-net", "10.0.0.1/99"],
+    ]
+    .concat();
+    assert!(run_bad(&bad_net).contains("bad --trusted-proxy-net value"));
+    let alone = [&any[..], &["--trusted-proxy", "cn:p"]].concat();
+    assert!(run_bad(&alone).contains("go with --forwarded"));
     let missing = pki.path("missing.crt");
     let missing = missing.to_str().unwrap();
     let missing_file = [

@@ -568,4 +568,36 @@ mod tests {
         };
         assert!(Arc::ptr_eq(&first, &second));
     }
+
+    #[test]
+    fn upstream_headers_decode_back_to_the_same_identity() {
+        let pki = mtls_testing::TestPki::new();
+        let (leaf, _) = pki.client("alice");
+        let chain: Vec<_> = leaf.chain_der().into_iter().map(Into::into).collect();
+        let alice = PeerIdentity::from_chain(&chain).unwrap();
+        let xfcc = upstream_headers(
+            HeaderFormat::Xfcc,
+            &alice,
+            Some("spiffe://example.org/proxy"),
+        )
+        .unwrap();
+        let [(name, value)] = xfcc.as_slice() else {
+            panic!("{xfcc:?}")
+        };
+        assert_eq!(*name, "x-forwarded-client-cert");
+        let decoded = crate::forwarded::decode(HeaderFormat::Xfcc, value.as_bytes(), None).unwrap();
+        assert_eq!(decoded.chain[0], chain[0]);
+        assert_eq!(decoded.by.as_deref(), Some("spiffe://example.org/proxy"));
+
+        let rfc = upstream_headers(HeaderFormat::Rfc9440, &alice, None).unwrap();
+        let cert = &rfc.iter().find(|(n, _)| *n == "client-cert").unwrap().1;
+        let chain_value = rfc
+            .iter()
+            .find(|(n, _)| *n == "client-cert-chain")
+            .map(|(_, v)| v.as_bytes());
+        let decoded =
+            crate::forwarded::decode(HeaderFormat::Rfc9440, cert.as_bytes(), chain_value).unwrap();
+        assert_eq!(decoded.chain, chain);
+        assert!(upstream_headers(HeaderFormat::Nginx, &alice, None).is_none());
+    }
 }
