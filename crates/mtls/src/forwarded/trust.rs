@@ -585,7 +585,7 @@ mod tests {
             panic!("{xfcc:?}")
         };
         assert_eq!(*name, "x-forwarded-client-cert");
-        let decoded = crate::forwarded::decode(HeaderFormat::Xfcc, value.as_bytes(), None).unwrap();
+        let decoded = decode(HeaderFormat::Xfcc, value.as_bytes(), None).unwrap();
         assert_eq!(decoded.chain[0], chain[0]);
         assert_eq!(decoded.by.as_deref(), Some("spiffe://example.org/proxy"));
 
@@ -595,8 +595,7 @@ mod tests {
             .iter()
             .find(|(n, _)| *n == "client-cert-chain")
             .map(|(_, v)| v.as_bytes());
-        let decoded =
-            crate::forwarded::decode(HeaderFormat::Rfc9440, cert.as_bytes(), chain_value).unwrap();
+        let decoded = decode(HeaderFormat::Rfc9440, cert.as_bytes(), chain_value).unwrap();
         assert_eq!(decoded.chain, chain);
         assert!(upstream_headers(HeaderFormat::Nginx, &alice, None).is_none());
     }
