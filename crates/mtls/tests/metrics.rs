@@ -415,3 +415,38 @@ fn a_named_observer_labels_its_series() {
         );
     });
 }
+
+#[test]
+fn a_client_counts_the_servers_it_refuses() {
+    with_recorder(|metrics| async move {
+        let pki = TestPki::new();
+        let sf = Ca::root("Other Root")
+            .leaf("localhost")
+            .dns("localhost")
+            .server()
+            .build()
+            .write(pki.dir.path(), "other-server");
+        let server = Server::builder()
+            .identity(&sf.cert, &sf.key)
+            .client_ca(pki.ca_file())
+            .policy(Policy::any_verified())
+            .check_identity_chain(false)
+            .build()
+            .unwrap();
+        let srv = serve(&server).await;
+        let (_, alice) = pki.client("alice");
+        let client = Client::builder()
+            .identity(&alice.cert, &alice.key)
+            .ca(pki.ca_file())
+            .observer(MetricsObserver::new())
+            .build()
+            .unwrap();
+        assert!(ask(&client, srv.addr).await.is_err());
+        let refused = value(
+            &metrics,
+            "mtls_handshakes_total",
+            &[("side", "client"), ("result", "refused"), ("reason", "unknown_issuer")],
+        );
+        assert_eq!(refused, 1.0, "{}", metrics.render());
+    });
+}
