@@ -160,6 +160,18 @@ pub enum ForwardedError {
     },
 }
 
+impl ForwardedError {
+    /// Which header the error is about, for the errors about one header's value.
+    pub(crate) fn header(&self) -> Option<HeaderKind> {
+        match self {
+            Self::TooLarge { header, .. }
+            | Self::Malformed { header, .. }
+            | Self::NotCertificate { header, .. } => Some(*header),
+            _ => None,
+        }
+    }
+}
+
 impl HeaderFormat {
     /// How to configure the proxy so that it sends this format, for error messages.
     pub(super) fn setup_hint(self) -> &'static str {

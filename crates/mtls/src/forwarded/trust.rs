@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use super::{ForwardedError, HeaderFormat, decode};
+use super::{ForwardedError, HeaderFormat, HeaderKind, decode};
 use crate::identity::PeerIdentity;
 use crate::policy::Policy;
 use crate::verify::Rejection;
@@ -316,9 +316,13 @@ impl Forwarding {
             Some(name) => self.one(headers, name)?,
             None => None,
         };
-        let header_error = |error| ForwardingError::Header {
-            header: self.header.clone(),
-            error,
+        // Name the header the error is about: a bad chain value is the chain header's.
+        let header_error = |error: ForwardedError| {
+            let header = match (error.header(), &self.chain_header) {
+                (Some(HeaderKind::Chain), Some(chain)) => chain.clone(),
+                _ => self.header.clone(),
+            };
+            ForwardingError::Header { header, error }
         };
         let Some(value) = value else {
             return Ok((None, None));
@@ -354,7 +358,7 @@ impl Forwarding {
         let identity = cert.peer_identity().map_err(|e| {
             header_error(ForwardedError::NotCertificate {
                 format: self.format,
-                header: super::HeaderKind::Cert,
+                header: HeaderKind::Cert,
                 index: 1,
                 detail: e.to_string(),
             })
@@ -480,6 +484,28 @@ mod tests {
         match forwarding.resolve(Some(&proxy), None, &headers) {
             Resolution::Refused(e @ ForwardingError::Repeated { count: 2, .. }) => {
                 assert!(e.is_client_error());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_chain_value_is_reported_under_the_chain_header() {
+        let pki = mtls_testing::TestPki::new();
+        let forwarding = Forwarding::new(HeaderFormat::Rfc9440, proxy_policy());
+        let proxy = identity(&pki, "edge-proxy");
+        let headers = Map(vec![
+            ("client-cert", rfc9440(&pki, "alice")),
+            ("client-cert-chain", b"not-a-chain".to_vec()),
+        ]);
+        match forwarding.resolve(Some(&proxy), None, &headers) {
+            Resolution::Refused(e) => {
+                assert!(e.to_string().contains("`client-cert-chain`"), "{e}");
+                assert!(
+                    matches!(&e, ForwardingError::Header { header, error }
+                        if header == "client-cert-chain" && error.header() == Some(HeaderKind::Chain)),
+                    "{e:?}"
+                );
             }
             other => panic!("{other:?}"),
         }
