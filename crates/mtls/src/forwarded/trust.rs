@@ -159,6 +159,12 @@ impl Forwarding {
     /// `%{SSL_CLIENT_VERIFY}s`) or `0` (HAProxy `ssl_c_verify`). Change it with
     /// [`verify_header`](Self::verify_header), or verify the chain again ourselves with
     /// [`reverify`](Self::reverify).
+    ///
+    /// The proxy must set (or remove) every header this reads, [`headers`](Self::headers):
+    /// one it leaves alone passes a client's own copy through. The certificate header
+    /// decides the identity; a chain header (`client-cert-chain`, HAProxy's
+    /// `x-ssl-client-chain`) only adds intermediates, used by `reverify`; set it in the
+    /// proxy, or turn it off with [`chain_header(None)`](Self::chain_header).
     pub fn new(format: HeaderFormat, trusted: TrustedProxy) -> Self {
         let verify_header = match format {
             HeaderFormat::Nginx | HeaderFormat::Apache => {
