@@ -5,7 +5,9 @@
 //! nginx (`ssl_verify_client on`) when installed: full and resumed mTLS handshakes per
 //! second (new connection + one small GET), keep-alive requests per second, p50/p99
 //! latency, server CPU time per operation, peak RSS, failed handshakes while the server
-//! reloads its certificate every 10 ms, and memory per idle mTLS connection.
+//! reloads its certificate every 10 ms, and memory per idle mTLS connection. The gRPC
+//! cases (issue 15) compare `mtls-tonic` with plain tonic and its own TLS: unary RPCs per
+//! second over keep-alive HTTP/2 connections and with a new connection per RPC.
 //!
 //! Each server runs as a child process (this binary's `serve` subcommand, or nginx)
 //! pinned to core 1 with `taskset`; the load client runs in this process, pinned to core
@@ -17,6 +19,7 @@
 //! ```
 
 mod bench;
+mod grpc;
 mod load;
 mod pki;
 mod procfs;
@@ -48,9 +51,12 @@ options:
   --rounds N            alternating rounds; medians are reported (default 3)
   --conns N             concurrent client connections (default 16)
   --certs LIST          p256,rsa2048 (default both)
-  --servers LIST        raw,raw-axum,mtls-hyper,mtls-axum,mtls-axum-hyper,nginx
-                        (default all; nginx is skipped with a note when not installed)
-  --cases LIST          full,resumed,keepalive,reload,idle (default all)
+  --servers LIST        raw,raw-axum,mtls-hyper,mtls-axum,mtls-axum-hyper,nginx,
+                        tonic,mtls-tonic (default all; nginx is skipped with a note when
+                        not installed; tonic and mtls-tonic serve only the gRPC cases,
+                        the others only the other cases)
+  --cases LIST          full,resumed,keepalive,reload,idle,grpc-keepalive,grpc-full
+                        (default all)
   --idle-conns N        idle connections for the memory case (default 1000)
   --reload-every-ms N   reload period of the reload case (default 10)
   --client-verify       validate the server chain in the client too (default: check the
@@ -268,7 +274,12 @@ mod tests {
             .filter(|&k| k != ServerKind::Nginx)
         {
             let (addr, _stop) = start(kind, &certs, None);
-            for mode in [Mode::Full, Mode::Resumed, Mode::KeepAlive] {
+            let modes = if kind.is_grpc() {
+                [Mode::GrpcKeepAlive, Mode::GrpcFull].as_slice()
+            } else {
+                [Mode::Full, Mode::Resumed, Mode::KeepAlive].as_slice()
+            };
+            for &mode in modes {
                 let mut stats = load(addr, &certs, mode, 300);
                 assert!(
                     stats.ok > 0 && stats.failed == 0,
