@@ -327,6 +327,26 @@ mod tests {
     }
 
     #[test]
+    fn grpc_servers_refuse_a_client_of_another_ca_and_plain_http() {
+        let work = tempfile::tempdir().unwrap();
+        let ours = pki::generate(work.path(), KeyType::P256).unwrap();
+        let other = pki::generate(&work.path().join("other"), KeyType::P256).unwrap();
+        for kind in [ServerKind::Tonic, ServerKind::MtlsTonic] {
+            let (addr, _stop) = start(kind, &ours, None);
+            for mode in [Mode::GrpcFull, Mode::GrpcKeepAlive] {
+                let stats = load(addr, &other, mode, 200);
+                assert!(
+                    stats.ok == 0 && stats.failed > 0,
+                    "{kind:?} {mode:?}: {stats:?}"
+                );
+            }
+            // ALPN `http/1.1` only: no protocol in common with a gRPC server.
+            let stats = load(addr, &ours, Mode::Full, 200);
+            assert!(stats.ok == 0 && stats.failed > 0, "{kind:?}: {stats:?}");
+        }
+    }
+
+    #[test]
     fn flags() {
         let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
         let o = parse_run(&args(
@@ -337,11 +357,25 @@ mod tests {
         assert_eq!(o.certs, [KeyType::Rsa2048]);
         assert_eq!(o.servers, [ServerKind::Raw, ServerKind::MtlsAxum]);
         assert!(!o.pin);
+        let o = parse_run(&args(
+            "--servers tonic,mtls-tonic --cases grpc-keepalive,grpc-full --certs p256",
+        ))
+        .unwrap();
+        assert_eq!(o.servers, [ServerKind::Tonic, ServerKind::MtlsTonic]);
+        assert_eq!(o.cases, [Case::GrpcKeepAlive, Case::GrpcFull]);
+        assert!(o.cases.iter().all(|c| c.is_grpc()));
+        // By default every server and case runs.
+        let o = parse_run(&[]).unwrap();
+        assert!(o.servers.contains(&ServerKind::MtlsTonic));
+        assert!(o.cases.contains(&Case::GrpcFull));
         for bad in [
             "--secs",
             "--rounds 0",
             "--certs dsa",
             "--servers iis",
+            "--servers grpc",
+            "--cases grpc",
+            "--cases grpc-resumed",
             "--what 1",
         ] {
             assert!(parse_run(&args(bad)).is_err(), "{bad}");
@@ -350,5 +384,39 @@ mod tests {
         assert_eq!(s.kind, ServerKind::MtlsHyper);
         assert_eq!(s.reload_every, Some(Duration::from_millis(10)));
         assert!(parse_serve(&args("--certs /x")).is_err());
+        for (name, kind) in [
+            ("tonic", ServerKind::Tonic),
+            ("mtls-tonic", ServerKind::MtlsTonic),
+        ] {
+            let s = parse_serve(&args(&format!("--kind {name} --certs /x --spawn"))).unwrap();
+            assert_eq!((s.kind, s.spawn), (kind, true));
+            assert_eq!(s.kind.baseline(), ServerKind::Tonic);
+        }
+    }
+
+    #[test]
+    fn grpc_cases_pair_with_grpc_servers_only() {
+        let all = ServerKind::ALL;
+        let kinds = |case| {
+            bench::variants(case, &all)
+                .into_iter()
+                .map(|(k, reload)| (k.name(), reload))
+                .collect::<Vec<_>>()
+        };
+        for case in [Case::GrpcKeepAlive, Case::GrpcFull] {
+            assert_eq!(kinds(case), [("tonic", false), ("mtls-tonic", false)]);
+        }
+        for case in [Case::Full, Case::Resumed, Case::KeepAlive, Case::Idle] {
+            assert!(
+                kinds(case).iter().all(|(k, _)| !k.contains("tonic")),
+                "{case:?}"
+            );
+        }
+        assert_eq!(
+            kinds(Case::Reload).len(),
+            6,
+            "mtls-hyper, mtls-axum, mtls-axum-hyper, each with and without reloads"
+        );
+        assert_eq!(ServerKind::MtlsHyper.baseline(), ServerKind::Raw);
     }
 }
