@@ -445,7 +445,11 @@ fn a_client_counts_the_servers_it_refuses() {
         let refused = value(
             &metrics,
             "mtls_handshakes_total",
-            &[("side", "client"), ("result", "refused"), ("reason", "unknown_issuer")],
+            &[
+                ("side", "client"),
+                ("result", "refused"),
+                ("reason", "unknown_issuer"),
+            ],
         );
         assert_eq!(refused, 1.0, "{}", metrics.render());
     });
