@@ -27,21 +27,15 @@ pub(crate) enum Case {
     Reload,
     /// Memory per idle connection.
     Idle,
-    /// Unary gRPC calls on open HTTP/2 connections.
-    GrpcKeepAlive,
-    /// New connection, full handshake, one unary gRPC call.
-    GrpcFull,
 }
 
 impl Case {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 5] = [
         Self::Full,
         Self::Resumed,
         Self::KeepAlive,
         Self::Reload,
         Self::Idle,
-        Self::GrpcKeepAlive,
-        Self::GrpcFull,
     ];
 
     pub(crate) fn parse(s: &str) -> Result<Self, BoxError> {
@@ -49,8 +43,8 @@ impl Case {
             .into_iter()
             .find(|c| c.name() == s)
             .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.into_iter().map(Self::name).collect();
-                format!("unknown case {s:?}: expected one of {}", names.join(", ")).into()
+                format!("unknown case {s:?}: expected full, resumed, keepalive, reload or idle")
+                    .into()
             })
     }
 
@@ -61,24 +55,6 @@ impl Case {
             Self::KeepAlive => "keepalive",
             Self::Reload => "reload",
             Self::Idle => "idle",
-            Self::GrpcKeepAlive => "grpc-keepalive",
-            Self::GrpcFull => "grpc-full",
-        }
-    }
-
-    /// Whether this is a gRPC case (served by the gRPC servers only).
-    pub(crate) fn is_grpc(self) -> bool {
-        matches!(self, Self::GrpcKeepAlive | Self::GrpcFull)
-    }
-
-    /// What the load client does in this case (the idle case opens connections itself).
-    fn mode(self) -> Mode {
-        match self {
-            Self::Full | Self::Reload | Self::Idle => Mode::Full,
-            Self::Resumed => Mode::Resumed,
-            Self::KeepAlive => Mode::KeepAlive,
-            Self::GrpcKeepAlive => Mode::GrpcKeepAlive,
-            Self::GrpcFull => Mode::GrpcFull,
         }
     }
 }
@@ -158,13 +134,6 @@ pub(crate) fn run(mut options: RunOptions) -> Result<(), BoxError> {
         for &case in &options.cases {
             let variants = variants(case, &options.servers);
             if variants.is_empty() {
-                let note = format!(
-                    "the {} case was skipped: none of the servers selected serves it.",
-                    case.name()
-                );
-                if !notes.contains(&note) {
-                    notes.push(note);
-                }
                 continue;
             }
             for round in 1..=options.rounds {
@@ -223,11 +192,15 @@ fn drive(addr: SocketAddr, certs: &Path, options: &RunOptions) -> Result<(), Box
         .build()?;
     let config = load::client_config(certs, options.client_verify)?;
     for &case in &options.cases {
-        if matches!(case, Case::Reload | Case::Idle) {
-            eprintln!("--connect: skipping the {} case", case.name());
-            continue;
-        }
-        let mode = case.mode();
+        let mode = match case {
+            Case::Full => Mode::Full,
+            Case::Resumed => Mode::Resumed,
+            Case::KeepAlive => Mode::KeepAlive,
+            Case::Reload | Case::Idle => {
+                eprintln!("--connect: skipping the {} case", case.name());
+                continue;
+            }
+        };
         let mut stats = rt.block_on(load::run(addr, &config, mode, options.conns, options.secs));
         let (p50, p99) = (stats.quantile_ms(0.5), stats.quantile_ms(0.99));
         println!(
@@ -242,17 +215,17 @@ fn drive(addr: SocketAddr, certs: &Path, options: &RunOptions) -> Result<(), Box
     Ok(())
 }
 
-/// The server variants measured in `case`, in the order they alternate: the gRPC servers
-/// in the gRPC cases, the others in the other cases.
-pub(crate) fn variants(case: Case, servers: &[ServerKind]) -> Vec<Variant> {
-    let servers = servers.iter().filter(|k| k.is_grpc() == case.is_grpc());
+/// The server variants measured in `case`, in the order they alternate.
+fn variants(case: Case, servers: &[ServerKind]) -> Vec<Variant> {
     match case {
         // The reload case compares each of our servers with itself without reloads.
         Case::Reload => servers
+            .iter()
             .filter(|k| k.is_mtls())
             .flat_map(|&k| [(k, false), (k, true)])
             .collect(),
-        _ => servers.map(|&k| (k, false)).collect(),
+        Case::Idle => servers.iter().map(|&k| (k, false)).collect(),
+        _ => servers.iter().map(|&k| (k, false)).collect(),
     }
 }
 
@@ -294,7 +267,11 @@ async fn measure(
         reload.then_some(options.reload_every),
         options,
     )?;
-    let mode = case.mode();
+    let mode = match case {
+        Case::Resumed => Mode::Resumed,
+        Case::KeepAlive => Mode::KeepAlive,
+        _ => Mode::Full,
+    };
     let config = load::client_config(certs, options.client_verify)?;
     let warm = load::run(server.addr, &config, mode, options.conns, options.warmup).await;
     let me = std::process::id();
@@ -348,7 +325,7 @@ async fn measure_idle(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = procfs::status_kib(server.pid, "VmRSS")?;
 
-    let connector = load::connector(&config, false, b"http/1.1");
+    let connector = load::connector(&config, false);
     let workers = options.conns.min(options.idle_conns).max(1);
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..workers {

@@ -6,8 +6,6 @@
 //!   `GET / HTTP/1.1` with `Connection: close`, reads the response and waits for the
 //!   server to close (so TIME_WAIT stays on the server side).
 //! * [`Mode::KeepAlive`]: each connection is opened once, then sends GETs back to back.
-//! * [`Mode::GrpcKeepAlive`] / [`Mode::GrpcFull`]: unary gRPC calls over HTTP/2 (ALPN
-//!   `h2`), on one connection per loop or on a new connection each (see `grpc`).
 //!
 //! The client checks the server's handshake signature against the certificate it
 //! presents (so a certificate and key that do not match, e.g. a torn reload, fail the
@@ -36,7 +34,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::{BoxError, grpc};
+use crate::BoxError;
 
 /// What each connection does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,31 +45,16 @@ pub(crate) enum Mode {
     Resumed,
     /// One connection, GETs back to back.
     KeepAlive,
-    /// One HTTP/2 connection, unary gRPC calls back to back.
-    GrpcKeepAlive,
-    /// New connection, full handshake, one unary gRPC call, close.
-    GrpcFull,
-}
-
-impl Mode {
-    /// The protocol the client offers in ALPN.
-    fn alpn(self) -> &'static [u8] {
-        match self {
-            Self::Full | Self::Resumed | Self::KeepAlive => b"http/1.1",
-            Self::GrpcKeepAlive | Self::GrpcFull => b"h2",
-        }
-    }
 }
 
 /// How long one handshake or request may take before it counts as failed.
-pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(10);
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
 const GET_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
 const GET_KEEP: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
 /// The client's rustls config: the bench client certificate, ALPN `http/1.1`, the same
-/// provider (and key-exchange groups) as the servers; [`run`] sets the resumption and,
-/// for the gRPC modes, ALPN `h2`.
+/// provider (and key-exchange groups) as the servers; [`run`] sets the resumption.
 pub(crate) fn client_config(certs: &Path, full_verify: bool) -> Result<ClientConfig, BoxError> {
     let provider = Arc::new(
         mtls::provider::feature_default().ok_or("mtls was built without a crypto provider")?,
@@ -165,14 +148,7 @@ impl LoadStats {
         }
     }
 
-    /// Counts a completed operation of `latency`.
-    pub(crate) fn record(&mut self, latency: Duration) {
-        self.ok += 1;
-        self.latencies_us.push(micros(latency));
-    }
-
-    /// Counts a failed operation.
-    pub(crate) fn fail(&mut self, e: impl ToString) {
+    fn fail(&mut self, e: impl ToString) {
         self.failed += 1;
         let mut msg = e.to_string();
         msg.truncate(120);
@@ -207,13 +183,11 @@ pub(crate) async fn run(
     let deadline = start + duration;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..conns {
-        let connector = connector(config, mode == Mode::Resumed, mode.alpn());
+        let connector = connector(config, mode == Mode::Resumed);
         tasks.spawn(async move {
             match mode {
                 Mode::Full | Mode::Resumed => handshake_loop(addr, connector, deadline).await,
                 Mode::KeepAlive => keep_alive_loop(addr, connector, deadline).await,
-                Mode::GrpcKeepAlive => grpc::keep_alive_loop(addr, connector, deadline).await,
-                Mode::GrpcFull => grpc::full_loop(addr, connector, deadline).await,
             }
         });
     }
@@ -228,11 +202,9 @@ pub(crate) async fn run(
     stats
 }
 
-/// A connector of `config` offering `alpn`, with its own session cache when `resume`,
-/// else none.
-pub(crate) fn connector(config: &ClientConfig, resume: bool, alpn: &[u8]) -> TlsConnector {
+/// A connector of `config` with its own session cache when `resume`, else none.
+pub(crate) fn connector(config: &ClientConfig, resume: bool) -> TlsConnector {
     let mut config = config.clone();
-    config.alpn_protocols = vec![alpn.to_vec()];
     config.resumption = if resume {
         Resumption::in_memory_sessions(4)
     } else {
@@ -270,8 +242,9 @@ async fn handshake_loop(addr: SocketAddr, connector: TlsConnector, deadline: Ins
         };
         match tokio::time::timeout(OP_TIMEOUT, once).await {
             Ok(Ok((handshake, resumed))) => {
-                stats.record(handshake);
+                stats.ok += 1;
                 stats.resumed += u64::from(resumed);
+                stats.latencies_us.push(micros(handshake));
             }
             Ok(Err(e)) => stats.fail(e),
             Err(_) => stats.fail("timed out"),
@@ -309,7 +282,10 @@ async fn keep_alive_loop(
             read_response(tls, &mut buf).await
         };
         match tokio::time::timeout(OP_TIMEOUT, once).await {
-            Ok(Ok(())) => stats.record(t0.elapsed()),
+            Ok(Ok(())) => {
+                stats.ok += 1;
+                stats.latencies_us.push(micros(t0.elapsed()));
+            }
             Ok(Err(e)) => {
                 stats.fail(e);
                 conn = None;

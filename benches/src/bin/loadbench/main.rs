@@ -5,9 +5,7 @@
 //! nginx (`ssl_verify_client on`) when installed: full and resumed mTLS handshakes per
 //! second (new connection + one small GET), keep-alive requests per second, p50/p99
 //! latency, server CPU time per operation, peak RSS, failed handshakes while the server
-//! reloads its certificate every 10 ms, and memory per idle mTLS connection. The gRPC
-//! cases (issue 15) compare `mtls-tonic` with plain tonic and its own TLS: unary RPCs per
-//! second over keep-alive HTTP/2 connections and with a new connection per RPC.
+//! reloads its certificate every 10 ms, and memory per idle mTLS connection.
 //!
 //! Each server runs as a child process (this binary's `serve` subcommand, or nginx)
 //! pinned to core 1 with `taskset`; the load client runs in this process, pinned to core
@@ -19,7 +17,6 @@
 //! ```
 
 mod bench;
-mod grpc;
 mod load;
 mod pki;
 mod procfs;
@@ -51,12 +48,9 @@ options:
   --rounds N            alternating rounds; medians are reported (default 3)
   --conns N             concurrent client connections (default 16)
   --certs LIST          p256,rsa2048 (default both)
-  --servers LIST        raw,raw-axum,mtls-hyper,mtls-axum,mtls-axum-hyper,nginx,
-                        tonic,mtls-tonic (default all; nginx is skipped with a note when
-                        not installed; tonic and mtls-tonic serve only the gRPC cases,
-                        the others only the other cases)
-  --cases LIST          full,resumed,keepalive,reload,idle,grpc-keepalive,grpc-full
-                        (default all)
+  --servers LIST        raw,raw-axum,mtls-hyper,mtls-axum,mtls-axum-hyper,nginx
+                        (default all; nginx is skipped with a note when not installed)
+  --cases LIST          full,resumed,keepalive,reload,idle (default all)
   --idle-conns N        idle connections for the memory case (default 1000)
   --reload-every-ms N   reload period of the reload case (default 10)
   --client-verify       validate the server chain in the client too (default: check the
@@ -274,12 +268,7 @@ mod tests {
             .filter(|&k| k != ServerKind::Nginx)
         {
             let (addr, _stop) = start(kind, &certs, None);
-            let modes = if kind.is_grpc() {
-                [Mode::GrpcKeepAlive, Mode::GrpcFull].as_slice()
-            } else {
-                [Mode::Full, Mode::Resumed, Mode::KeepAlive].as_slice()
-            };
-            for &mode in modes {
+            for mode in [Mode::Full, Mode::Resumed, Mode::KeepAlive] {
                 let mut stats = load(addr, &certs, mode, 300);
                 assert!(
                     stats.ok > 0 && stats.failed == 0,
@@ -327,26 +316,6 @@ mod tests {
     }
 
     #[test]
-    fn grpc_servers_refuse_a_client_of_another_ca_and_plain_http() {
-        let work = tempfile::tempdir().unwrap();
-        let ours = pki::generate(work.path(), KeyType::P256).unwrap();
-        let other = pki::generate(&work.path().join("other"), KeyType::P256).unwrap();
-        for kind in [ServerKind::Tonic, ServerKind::MtlsTonic] {
-            let (addr, _stop) = start(kind, &ours, None);
-            for mode in [Mode::GrpcFull, Mode::GrpcKeepAlive] {
-                let stats = load(addr, &other, mode, 200);
-                assert!(
-                    stats.ok == 0 && stats.failed > 0,
-                    "{kind:?} {mode:?}: {stats:?}"
-                );
-            }
-            // ALPN `http/1.1` only: no protocol in common with a gRPC server.
-            let stats = load(addr, &ours, Mode::Full, 200);
-            assert!(stats.ok == 0 && stats.failed > 0, "{kind:?}: {stats:?}");
-        }
-    }
-
-    #[test]
     fn flags() {
         let args = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
         let o = parse_run(&args(
@@ -357,25 +326,11 @@ mod tests {
         assert_eq!(o.certs, [KeyType::Rsa2048]);
         assert_eq!(o.servers, [ServerKind::Raw, ServerKind::MtlsAxum]);
         assert!(!o.pin);
-        let o = parse_run(&args(
-            "--servers tonic,mtls-tonic --cases grpc-keepalive,grpc-full --certs p256",
-        ))
-        .unwrap();
-        assert_eq!(o.servers, [ServerKind::Tonic, ServerKind::MtlsTonic]);
-        assert_eq!(o.cases, [Case::GrpcKeepAlive, Case::GrpcFull]);
-        assert!(o.cases.iter().all(|c| c.is_grpc()));
-        // By default every server and case runs.
-        let o = parse_run(&[]).unwrap();
-        assert!(o.servers.contains(&ServerKind::MtlsTonic));
-        assert!(o.cases.contains(&Case::GrpcFull));
         for bad in [
             "--secs",
             "--rounds 0",
             "--certs dsa",
             "--servers iis",
-            "--servers grpc",
-            "--cases grpc",
-            "--cases grpc-resumed",
             "--what 1",
         ] {
             assert!(parse_run(&args(bad)).is_err(), "{bad}");
@@ -384,39 +339,5 @@ mod tests {
         assert_eq!(s.kind, ServerKind::MtlsHyper);
         assert_eq!(s.reload_every, Some(Duration::from_millis(10)));
         assert!(parse_serve(&args("--certs /x")).is_err());
-        for (name, kind) in [
-            ("tonic", ServerKind::Tonic),
-            ("mtls-tonic", ServerKind::MtlsTonic),
-        ] {
-            let s = parse_serve(&args(&format!("--kind {name} --certs /x --spawn"))).unwrap();
-            assert_eq!((s.kind, s.spawn), (kind, true));
-            assert_eq!(s.kind.baseline(), ServerKind::Tonic);
-        }
-    }
-
-    #[test]
-    fn grpc_cases_pair_with_grpc_servers_only() {
-        let all = ServerKind::ALL;
-        let kinds = |case| {
-            bench::variants(case, &all)
-                .into_iter()
-                .map(|(k, reload)| (k.name(), reload))
-                .collect::<Vec<_>>()
-        };
-        for case in [Case::GrpcKeepAlive, Case::GrpcFull] {
-            assert_eq!(kinds(case), [("tonic", false), ("mtls-tonic", false)]);
-        }
-        for case in [Case::Full, Case::Resumed, Case::KeepAlive, Case::Idle] {
-            assert!(
-                kinds(case).iter().all(|(k, _)| !k.contains("tonic")),
-                "{case:?}"
-            );
-        }
-        assert_eq!(
-            kinds(Case::Reload).len(),
-            6,
-            "mtls-hyper, mtls-axum, mtls-axum-hyper, each with and without reloads"
-        );
-        assert_eq!(ServerKind::MtlsHyper.baseline(), ServerKind::Raw);
     }
 }

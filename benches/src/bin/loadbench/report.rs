@@ -173,8 +173,6 @@ fn case_label(case: Case, reload: bool, options: &RunOptions) -> String {
             options.reload_every.as_millis()
         ),
         (Case::Idle, _) => "idle connection".to_owned(),
-        (Case::GrpcKeepAlive, _) => "keep-alive unary RPC".to_owned(),
-        (Case::GrpcFull, _) => "new connection + unary RPC".to_owned(),
     }
 }
 
@@ -240,9 +238,7 @@ pub(crate) fn render(
         let _ = writeln!(out, "- {n}");
     }
 
-    let (grpc, http): (Vec<&Summary>, Vec<&Summary>) =
-        summaries.iter().partition(|s| s.case.is_grpc());
-    if !http.is_empty() {
+    if !summaries.is_empty() {
         let _ = writeln!(out, "\n### Throughput, latency, CPU, memory\n");
         let _ = writeln!(
             out,
@@ -260,7 +256,7 @@ pub(crate) fn render(
             out,
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
-        for s in http {
+        for s in &summaries {
             let (kind, reload) = s.variant;
             let raw_cpu = find(s.key_type, s.case, (ServerKind::Raw, false)).map(|r| r.cpu_us);
             let cpu_x_raw = match raw_cpu {
@@ -320,10 +316,6 @@ pub(crate) fn render(
         }
     }
 
-    if !grpc.is_empty() {
-        render_grpc(&mut out, options, &grpc, &find);
-    }
-
     let idle_rows = idle_summaries(idle);
     if !idle_rows.is_empty() {
         let _ = writeln!(
@@ -357,14 +349,13 @@ pub(crate) fn render(
 
     let goals = goals(&summaries, &idle_rows);
     if !goals.is_empty() {
-        let _ = writeln!(out, "\n### Goals of issues 9 and 15\n");
+        let _ = writeln!(out, "\n### Goals of issue 9\n");
         let _ = writeln!(
             out,
-            "Throughput goals are judged on server CPU per operation (the baseline's ÷ \
-             ours = the server's capacity on its core relative to the baseline: `raw` for \
-             the HTTP cases, `tonic` for the gRPC cases): measured ops/s also depend on \
-             the load client, which has one core too, and on what else runs on the \
-             machine (see CPU %). The measured ops/s ratio is shown next to it.\n"
+            "Throughput goals are judged on server CPU per operation (raw ÷ ours = the \
+             server's capacity on its core relative to the baseline): measured ops/s also \
+             depend on the load client, which has one core too, and on what else runs on \
+             the machine (see CPU %). The measured ops/s ratio is shown next to it.\n"
         );
         let _ = writeln!(out, "| server | certs | goal | measured | met |");
         let _ = writeln!(out, "|---|---|---|---|---|");
@@ -373,61 +364,6 @@ pub(crate) fn render(
         }
     }
     out
-}
-
-/// The gRPC rows: their ratios are against `tonic`, the gRPC baseline.
-fn render_grpc<'a>(
-    out: &mut String,
-    options: &RunOptions,
-    rows: &[&Summary],
-    find: &impl Fn(KeyType, Case, Variant) -> Option<&'a Summary>,
-) {
-    let _ = writeln!(out, "\n### gRPC: unary RPCs against plain tonic\n");
-    let _ = writeln!(
-        out,
-        "The ratios of these rows are against `tonic` (plain tonic with its own TLS), not \
-         `raw`. Latency: the RPC round trip (keep-alive), TCP connect to the RPC's trailers \
-         (new connection). CPU µs/op: the server's utime + stime per RPC; CPU/op × tonic: \
-         that over tonic's (1 / it is the server's capacity on one core relative to \
-         tonic).\n"
-    );
-    let _ = writeln!(
-        out,
-        "| server | certs | case | RPCs/s | × tonic | p50 ms | p99 ms | CPU µs/op | CPU/op × tonic | CPU % server / client | peak RSS MiB | failed | notes |"
-    );
-    let _ = writeln!(
-        out,
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-    );
-    for s in rows {
-        let (kind, reload) = s.variant;
-        let base = find(s.key_type, s.case, (kind.baseline(), false));
-        let mut note = String::new();
-        if s.warmup_failed > 0 {
-            let _ = write!(note, "; {} failed in warm-up", s.warmup_failed);
-        }
-        if let Some((e, n)) = s.errors.iter().max_by_key(|(_, n)| **n) {
-            let _ = write!(note, "; {n}× \"{}\"", e.replace('|', "/"));
-        }
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} |",
-            kind.name(),
-            s.key_type,
-            case_label(s.case, reload, options),
-            f(s.rate, 0),
-            ratio(s.rate, base.map(|b| b.rate)),
-            f(s.p50_ms, 2),
-            f(s.p99_ms, 2),
-            f(s.cpu_us, if s.cpu_us < 100.0 { 1 } else { 0 }),
-            ratio(s.cpu_us, base.map(|b| b.cpu_us)),
-            f(s.cpu_pct, 0),
-            f(s.client_cpu_pct, 0),
-            f(s.peak_rss_mib, 1),
-            s.failed,
-            note.trim_start_matches("; "),
-        );
-    }
 }
 
 fn idle_summaries(
@@ -493,23 +429,13 @@ fn goals(summaries: &[Summary], idle: &[(KeyType, ServerKind, IdleSample)]) -> V
                 (Case::Full, 0.97, "full handshakes/s ≥ 0.97 × raw"),
                 (Case::Resumed, 0.97, "resumed handshakes/s ≥ 0.97 × raw"),
                 (Case::KeepAlive, 0.99, "keep-alive req/s ≥ 0.99 × raw"),
-                (
-                    Case::GrpcKeepAlive,
-                    0.97,
-                    "keep-alive RPCs/s ≥ 0.97 × tonic",
-                ),
-                (
-                    Case::GrpcFull,
-                    0.97,
-                    "RPCs/s, new connection each, ≥ 0.97 × tonic",
-                ),
             ] {
-                if let (Some(ours), Some(base)) = (
+                if let (Some(ours), Some(raw)) = (
                     find(k, case, (kind, false)),
-                    find(k, case, (kind.baseline(), false)),
+                    find(k, case, (ServerKind::Raw, false)),
                 ) {
-                    let r = ours.rate / base.rate;
-                    let capacity = base.cpu_us / ours.cpu_us;
+                    let r = ours.rate / raw.rate;
+                    let capacity = raw.cpu_us / ours.cpu_us;
                     row(
                         what,
                         format!("capacity ×{capacity:.3} (measured ops/s ×{r:.3})"),

@@ -2,12 +2,11 @@
 //! can pin it to its own core and read its CPU time and memory from `/proc`.
 //!
 //! Every server listens on `127.0.0.1:0`, prints `LISTENING <addr>` on stdout once it
-//! accepts connections, and answers every request with `200 ok\n` (the HTTP servers,
-//! ALPN `h2, http/1.1`) or every unary `WhoAmI` call with a fixed reply (the gRPC servers,
-//! ALPN `h2`; see `grpc`). All of them run on a tokio multi-thread runtime with one
-//! worker (what `#[tokio::main]` gives on one core), with the server's own accept/serve
-//! loop spawned onto that worker with `--spawn` (the bench's default), or else run by
-//! `block_on` on the main thread, as `#[tokio::main]` runs `main`'s body.
+//! accepts connections, and answers every request with `200 ok\n`. All of them run on a
+//! tokio multi-thread runtime with one worker (what `#[tokio::main]` gives on one core),
+//! with the server's own accept/serve loop spawned onto that worker with `--spawn` (the
+//! bench's default), or else run by `block_on` on the main thread, as `#[tokio::main]`
+//! runs `main`'s body; they offer ALPN `h2, http/1.1`.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -30,7 +29,7 @@ use mtls_axum::{MtlsListener, MtlsRouterExt};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::{BoxError, grpc};
+use crate::BoxError;
 
 /// The servers under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,22 +47,16 @@ pub(crate) enum ServerKind {
     MtlsAxumHyper,
     /// nginx with `ssl_verify_client on` (not a `serve` kind: nginx runs itself).
     Nginx,
-    /// Baseline of the gRPC cases: plain tonic with its own TLS (`tls_config`).
-    Tonic,
-    /// `mtls::TlsListener` + `mtls_tonic::TlsIncoming` + tonic's `serve_with_incoming`.
-    MtlsTonic,
 }
 
 impl ServerKind {
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 6] = [
         Self::Raw,
         Self::RawAxum,
         Self::MtlsHyper,
         Self::MtlsAxum,
         Self::MtlsAxumHyper,
         Self::Nginx,
-        Self::Tonic,
-        Self::MtlsTonic,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -74,8 +67,6 @@ impl ServerKind {
             Self::MtlsAxum => "mtls-axum",
             Self::MtlsAxumHyper => "mtls-axum-hyper",
             Self::Nginx => "nginx",
-            Self::Tonic => "tonic",
-            Self::MtlsTonic => "mtls-tonic",
         }
     }
 
@@ -84,32 +75,17 @@ impl ServerKind {
             .into_iter()
             .find(|k| k.name() == s)
             .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.into_iter().map(Self::name).collect();
-                format!("unknown server {s:?}: expected one of {}", names.join(", ")).into()
+                format!(
+                    "unknown server {s:?}: expected one of raw, raw-axum, mtls-hyper, \
+                     mtls-axum, mtls-axum-hyper, nginx"
+                )
+                .into()
             })
     }
 
     /// Whether this is one of ours (built on the mtls crates).
     pub(crate) fn is_mtls(self) -> bool {
-        matches!(
-            self,
-            Self::MtlsHyper | Self::MtlsAxum | Self::MtlsAxumHyper | Self::MtlsTonic
-        )
-    }
-
-    /// Whether this serves gRPC (the gRPC cases) rather than `GET /` (all other cases).
-    pub(crate) fn is_grpc(self) -> bool {
-        matches!(self, Self::Tonic | Self::MtlsTonic)
-    }
-
-    /// What this server's ratios are taken against: `tonic` for the gRPC servers, `raw`
-    /// for the others.
-    pub(crate) fn baseline(self) -> Self {
-        if self.is_grpc() {
-            Self::Tonic
-        } else {
-            Self::Raw
-        }
+        matches!(self, Self::MtlsHyper | Self::MtlsAxum | Self::MtlsAxumHyper)
     }
 }
 
@@ -159,7 +135,7 @@ pub(crate) async fn serve(
             raw_loop(tcp, config, TowerToHyperService::new(router())).await;
         }
         ServerKind::MtlsHyper => {
-            let server = mtls_server(certs, options.reload_every, &mtls::HTTP_ALPN)?;
+            let server = mtls_server(certs, options.reload_every)?;
             let listener = TlsListener::new(tcp, server.acceptor())?;
             listening(addr)?;
             mtls_hyper::HttpServer::new(listener)
@@ -167,28 +143,18 @@ pub(crate) async fn serve(
                 .await;
         }
         ServerKind::MtlsAxum => {
-            let server = mtls_server(certs, options.reload_every, &mtls::HTTP_ALPN)?;
+            let server = mtls_server(certs, options.reload_every)?;
             let listener = MtlsListener::new(TlsListener::new(tcp, server.acceptor())?);
             listening(addr)?;
             axum::serve(listener, router().into_mtls_service()).await?;
         }
         ServerKind::MtlsAxumHyper => {
-            let server = mtls_server(certs, options.reload_every, &mtls::HTTP_ALPN)?;
+            let server = mtls_server(certs, options.reload_every)?;
             let listener = TlsListener::new(tcp, server.acceptor())?;
             listening(addr)?;
             mtls_hyper::HttpServer::new(listener)
                 .serve_tower(router())
                 .await;
-        }
-        ServerKind::Tonic => {
-            if options.reload_every.is_some() {
-                return Err("tonic's own TLS does not reload".into());
-            }
-            grpc::serve_tonic(tcp, certs, || listening(addr)).await?;
-        }
-        ServerKind::MtlsTonic => {
-            let server = mtls_server(certs, options.reload_every, &["h2"])?;
-            grpc::serve_mtls_tonic(tcp, &server, || listening(addr)).await?;
         }
         ServerKind::Nginx => return Err("nginx is not served by this binary".into()),
     }
@@ -271,11 +237,7 @@ where
 
 // === ours ===
 
-fn mtls_server(
-    certs: &Path,
-    reload_every: Option<Duration>,
-    alpn: &[&str],
-) -> Result<mtls::Server, BoxError> {
+fn mtls_server(certs: &Path, reload_every: Option<Duration>) -> Result<mtls::Server, BoxError> {
     let (cert, key) = match reload_every {
         None => (certs.join("server.crt"), certs.join("server.key")),
         Some(_) => {
@@ -288,7 +250,7 @@ fn mtls_server(
         .identity(&cert, &key)
         .client_ca(certs.join("ca.crt"))
         .policy(Policy::any_verified())
-        .alpn(alpn)
+        .alpn(mtls::HTTP_ALPN)
         .session_cache(256)
         .build()?;
     if let Some(every) = reload_every {
