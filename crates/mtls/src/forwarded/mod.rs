@@ -212,7 +212,7 @@ pub fn decode(
             };
             decoded.map_err(|bad| ctx.error(bad))?;
             let mut rest = rest.0;
-            if rest.first() == certs.0.first() {
+            if !rest.is_empty() && rest.first() == certs.0.first() {
                 rest.remove(0);
             }
             let total = certs.0.len() + rest.len();

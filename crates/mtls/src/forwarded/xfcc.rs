@@ -183,9 +183,10 @@ pub(super) fn decode(v: &[u8]) -> Result<ForwardedCert, XfccError> {
             continue;
         };
         if slot.is_some() {
+            // Only the known keys get here, so the key quoted is short.
             return Err(Bad::Malformed(format!(
                 "the last element has two {} keys",
-                String::from_utf8_lossy(&pair.key)
+                pair.key.escape_ascii()
             ))
             .into());
         }
