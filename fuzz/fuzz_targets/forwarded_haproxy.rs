@@ -1,0 +1,10 @@
+//! `forwarded::decode` with `HeaderFormat::Haproxy` on any bytes: never panics, and what it
+//! returns keeps its promises (see `forwarded_common.rs`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "forwarded_common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| common::run(mtls::forwarded::HeaderFormat::Haproxy, data));
