@@ -130,8 +130,11 @@ pub struct Forwarding {
     reverify: Option<crate::Server>,
     /// Identities parsed from header values, so a keep-alive connection through a proxy
     /// does not parse the same certificate on every request.
-    cache: Mutex<HashMap<Vec<u8>, Arc<PeerIdentity>>>,
+    cache: Mutex<Cache>,
 }
+
+/// Identities (and the proxy's `By`) by header value.
+type Cache = HashMap<Vec<u8>, (Arc<PeerIdentity>, Option<String>)>;
 
 /// Cached identities; the cache is emptied when it is full.
 const CACHE_SIZE: usize = 1024;
@@ -333,33 +336,27 @@ impl Forwarding {
         let Some(value) = value else {
             return Ok((None, None));
         };
+        // A header value seen before is not decoded or parsed again (keep-alive
+        // connections through a proxy send the same one on every request).
+        let key = [value, chain.unwrap_or_default()].join(&b"\n"[..]);
+        if self.reverify.is_none()
+            && let Some((hit, by)) = self.lock().get(&key).cloned()
+        {
+            self.check_verified(headers)?;
+            return Ok((Some(hit), by));
+        }
         let cert = match decode(self.format, value, chain) {
             Ok(cert) => cert,
             Err(ForwardedError::Absent { .. }) => return Ok((None, None)),
             Err(e) => return Err(header_error(e)),
         };
-        if let Some((name, accepted)) = &self.verify_header {
-            let said = self.one(headers, name)?.unwrap_or_default();
-            let said = String::from_utf8_lossy(&said[..said.len().min(64)]).into_owned();
-            if !accepted.iter().any(|a| a.as_str() == said.trim()) {
-                return Err(ForwardingError::NotVerified {
-                    header: name.clone(),
-                    value: said,
-                    accepted: accepted.clone(),
-                });
-            }
-        }
+        self.check_verified(headers)?;
         let by = cert.by.clone();
         if let Some(server) = &self.reverify {
             let identity = server
                 .verify_client_chain(&cert.chain)
                 .map_err(ForwardingError::Refused)?;
             return Ok((Some(identity), by));
-        }
-        let key = [value, chain.unwrap_or_default()].join(&b"\n"[..]);
-        let cache = |c: &mut HashMap<Vec<u8>, Arc<PeerIdentity>>| c.get(&key).cloned();
-        if let Some(hit) = cache(&mut self.lock()) {
-            return Ok((Some(hit), by));
         }
         let identity = cert.peer_identity().map_err(|e| {
             header_error(ForwardedError::NotCertificate {
@@ -374,11 +371,29 @@ impl Forwarding {
         if cached.len() >= CACHE_SIZE {
             cached.clear();
         }
-        cached.insert(key, identity.clone());
+        cached.insert(key, (identity.clone(), by.clone()));
         Ok((Some(identity), by))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<PeerIdentity>>> {
+    /// The proxy's verification header, where one is required, says success.
+    fn check_verified(&self, headers: &dyn HeaderSource) -> Result<(), ForwardingError> {
+        let Some((name, accepted)) = &self.verify_header else {
+            return Ok(());
+        };
+        let said = self.one(headers, name)?.unwrap_or_default();
+        let said = String::from_utf8_lossy(&said[..said.len().min(64)]).into_owned();
+        if accepted.iter().any(|a| a.as_str() == said.trim()) {
+            Ok(())
+        } else {
+            Err(ForwardingError::NotVerified {
+                header: name.clone(),
+                value: said,
+                accepted: accepted.clone(),
+            })
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
