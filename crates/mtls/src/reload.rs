@@ -90,6 +90,8 @@ pub struct ReloadStatus {
     pub last_error: Option<Arc<Error>>,
     /// Every certificate in force: this side's own chain, then its CAs, with serials.
     pub certificates: Vec<CertificateInForce>,
+    /// Each CRL in force, with its file and its issuer in RFC 4514.
+    pub crl_files: Vec<CrlInForce>,
     /// When the material in force was loaded (the build, or the last successful reload).
     pub last_success: Option<SystemTime>,
     /// When a reload last failed, if one has.
@@ -178,8 +180,6 @@ pub(crate) struct Reloader<L: Load> {
     generation: AtomicU64,
     events: broadcast::Sender<ReloadEvent>,
     status: ArcSwap<ReloadStatus>,
-    /// The CRLs in force, with their files, for observers and the health view.
-    crls_in_force: ArcSwap<Vec<CrlInForce>>,
     expiry_warning: Duration,
     observer: observe::Slot,
     /// Unique within the process, for observers.
@@ -203,7 +203,6 @@ impl<L: Load> Reloader<L> {
     pub(crate) fn start(loader: L, spec: Spec) -> Result<Arc<Self>, Error> {
         let first = loader.load(&spec, None, 1)?;
         let (events, _) = broadcast::channel(64);
-        let crls = crate::material::crls_in_force(&first.crls);
         let this = Arc::new(Self {
             loader,
             expiry_warning: spec.expiry_warning,
@@ -220,10 +219,10 @@ impl<L: Load> Reloader<L> {
                 crls: crl_status(&first.crls),
                 last_error: None,
                 certificates: first.certificates,
+                crl_files: crate::material::crls_in_force(&first.crls),
                 last_success: Some(SystemTime::now()),
                 last_failure: None,
             }),
-            crls_in_force: ArcSwap::from_pointee(crls),
         });
         this.report_material();
         this.check_expiry();
@@ -241,7 +240,7 @@ impl<L: Load> Reloader<L> {
             instance: self.instance,
             generation: status.generation,
             certificates: &status.certificates,
-            crls: &self.crls_in_force.load(),
+            crls: &status.crl_files,
             loaded_at: status.last_success.unwrap_or_else(SystemTime::now),
         });
     }
@@ -281,8 +280,6 @@ impl<L: Load> Reloader<L> {
         self.generation.store(generation, Ordering::Release);
         let at = SystemTime::now();
         let last_failure = self.status.load().last_failure;
-        self.crls_in_force
-            .store(Arc::new(crate::material::crls_in_force(&loaded.crls)));
         self.status.store(Arc::new(ReloadStatus {
             generation,
             identity: loaded.identity,
@@ -290,6 +287,7 @@ impl<L: Load> Reloader<L> {
             crls: crl_status(&loaded.crls),
             last_error: None,
             certificates: loaded.certificates,
+            crl_files: crate::material::crls_in_force(&loaded.crls),
             last_success: Some(at),
             last_failure,
         }));
@@ -334,7 +332,6 @@ trait Control: Send + Sync + fmt::Debug {
     fn set_policy(&self, policy: Policy) -> Result<u64, Arc<Error>>;
     fn generation(&self) -> u64;
     fn status(&self) -> Arc<ReloadStatus>;
-    fn crls_in_force(&self) -> Arc<Vec<CrlInForce>>;
     fn check_expiry(&self);
     fn subscribe(&self) -> broadcast::Receiver<ReloadEvent>;
     fn paths(&self) -> Vec<PathBuf>;
@@ -359,10 +356,6 @@ impl<L: Load> Control for Reloader<L> {
 
     fn status(&self) -> Arc<ReloadStatus> {
         self.status.load_full()
-    }
-
-    fn crls_in_force(&self) -> Arc<Vec<CrlInForce>> {
-        self.crls_in_force.load_full()
     }
 
     fn check_expiry(&self) {
@@ -499,9 +492,8 @@ impl ReloadHandle {
             .filter(|c| c.not_after <= now)
             .cloned()
             .collect();
-        let stale_crls: Vec<_> = self
-            .inner
-            .crls_in_force()
+        let stale_crls: Vec<_> = status
+            .crl_files
             .iter()
             .filter(|c| c.next_update.is_some_and(|t| t <= now))
             .cloned()
