@@ -119,8 +119,8 @@ async fn run(args: Args) -> Result<(), String> {
         builder = builder.server_policy(policy);
     }
     let mtls = builder.build().map_err(|e| e.to_string())?;
-    let endpoint = tonic::transport::Endpoint::from_shared(args.url.clone())
-        .map_err(|e| format!("bad URL {:?}: {e}", args.url))?
+    let endpoint = mtls_tonic::endpoint(&args.url)
+        .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30));
     let channel = endpoint

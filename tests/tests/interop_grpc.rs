@@ -441,7 +441,7 @@ async fn tonic_channel_to_python_grpcio_server() {
     let daemon = Daemon::start("grpcio server", cmd, port, &dir).await;
 
     for case in [Case::Good, Case::NoCert, Case::OtherCa] {
-        let channel = tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}"))
+        let channel = mtls_tonic::endpoint(format!("https://localhost:{port}"))
             .unwrap()
             .timeout(CLIENT_TIMEOUT)
             .connect_timeout(CLIENT_TIMEOUT)

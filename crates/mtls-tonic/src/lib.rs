@@ -16,8 +16,9 @@
 //! * [`ChannelConnector`] makes `Endpoint::connect_with_connector` (and `_lazy`) speak
 //!   mTLS with an [`mtls::Client`]: h2 ALPN, the server checked by host name and the
 //!   client's server policy, and a rotating client certificate that reaches each new
-//!   connection without rebuilding the `Channel`. See [`connector`], including why
-//!   tonic's load-balanced channels cannot use it.
+//!   connection without rebuilding the `Channel`; make its `Endpoint` with [`endpoint`].
+//!   See [`connector`], including why the endpoint's URI says `http` and why tonic's
+//!   load-balanced channels cannot use the connector.
 //!
 //! ```no_run
 //! use mtls::{Policy, TlsListener};
@@ -47,7 +48,7 @@
 //!     .identity("client.crt", "client.key")
 //!     .ca("ca.crt")
 //!     .build()?;
-//! let channel = tonic::transport::Endpoint::from_static("https://localhost:50051")
+//! let channel = mtls_tonic::endpoint("https://localhost:50051")?
 //!     .connect_with_connector(ChannelConnector::new(&client))
 //!     .await?;
 //! # let _ = channel; Ok(()) }
@@ -68,8 +69,7 @@ pub mod policy;
 mod request;
 pub mod server;
 
-pub use connector::ChannelConnector;
-pub use mtls_hyper::ConnectError;
+pub use connector::{ChannelConnector, ConnectError, InvalidEndpoint, endpoint};
 pub use policy::{InvalidMethodPattern, MethodPolicyLayer};
 pub use request::RequestExt;
 pub use server::{IncomingConnection, TcpConnectInfoLayer, TlsIncoming};

@@ -149,24 +149,69 @@ async fn the_method_layer_answers_unauthenticated_without_a_certificate() {
     assert_eq!(call(alice, ADMIN).await.unwrap().common_name, "alice");
 }
 
+/// tonic looks at the endpoint URI's scheme after the connector has connected, and this
+/// build has tonic's `tls-aws-lc` feature on (the dev-dependency asks for it), as any
+/// build does once one crate in it asks: an `https://` endpoint URI is refused with the
+/// fix, and `mtls_tonic::endpoint`'s `http://` URI with an `https` origin works, with the
+/// server seeing `:scheme` https and the authority it was asked for.
 #[tokio::test]
-async fn a_plain_http_uri_is_refused() {
+async fn an_https_endpoint_uri_is_refused_with_the_fix_and_endpoint_works() {
     let fx = Fixture::new();
     let (addr, _stats, _server) = serve(&fx.server(), ServeOptions::default()).await;
     let alice = fx.client("alice");
-    let err = tonic::transport::Endpoint::from_shared(format!("http://localhost:{}", addr.port()))
+    let url = format!("https://localhost:{}", addr.port());
+    let err = tonic::transport::Endpoint::from_shared(url.clone())
         .unwrap()
         .connect_with_connector(ChannelConnector::new(&alice))
         .await
         .unwrap_err();
     let mut chain = String::new();
     let mut source: Option<&dyn std::error::Error> = Some(&err);
+    let mut typed = None;
     while let Some(e) = source {
         chain.push_str(&format!("{e}; "));
+        typed = typed.or_else(|| e.downcast_ref::<mtls_tonic::ConnectError>());
         source = e.source();
     }
-    assert!(chain.contains("not an https URI"), "{chain}");
-    let _ = err.source();
+    assert!(
+        matches!(typed, Some(mtls_tonic::ConnectError::HttpsEndpoint { .. })),
+        "{chain}"
+    );
+    assert!(chain.contains("mtls_tonic::endpoint("), "{chain}");
+
+    let endpoint = mtls_tonic::endpoint(&url).unwrap();
+    assert_eq!(
+        endpoint.uri().to_string(),
+        format!("http://localhost:{}/", addr.port())
+    );
+    let reply = call(
+        endpoint
+            .connect_with_connector(ChannelConnector::new(&alice))
+            .await
+            .unwrap(),
+        WHOAMI,
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.common_name, "alice");
+    assert_eq!(reply.origin, format!("https://localhost:{}", addr.port()));
+}
+
+#[test]
+fn endpoint_refuses_what_is_not_an_https_server_url() {
+    for (url, why) in [
+        ("http://localhost:50051", "scheme is not `https`"),
+        ("localhost:50051", "scheme is not `https`"),
+        ("https://localhost:50051/v1/x", "path or query"),
+        ("https://user@localhost:50051", "user information"),
+        ("https://", "not a valid URI"),
+    ] {
+        let err = mtls_tonic::endpoint(url).unwrap_err().to_string();
+        assert!(err.contains(why), "{url}: {err}");
+        assert!(err.contains(url), "{url}: {err}");
+    }
+    let endpoint = mtls_tonic::endpoint("https://[::1]").unwrap();
+    assert_eq!(endpoint.uri().to_string(), "http://[::1]:443/");
 }
 
 /// Rewrites alice's files with a new certificate `CN=<name>` (write, then rename).

@@ -21,6 +21,7 @@ use mtls_tonic::{
 use tonic::body::Body;
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::transport::{Channel, Endpoint};
+
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 
@@ -49,7 +50,14 @@ pub struct WhoAmIReply {
     /// Not in the public proto: what `Request::remote_addr()` said, for the tests.
     #[prost(string, tag = "100")]
     pub remote_addr: String,
+    /// Not in the public proto: the request's `:scheme://:authority`, for the tests.
+    #[prost(string, tag = "101")]
+    pub origin: String,
 }
+
+/// The request's `:scheme` and `:authority`, put in the extensions by [`IdentityService`].
+#[derive(Debug, Clone)]
+struct Origin(String);
 
 // === the service ===
 
@@ -74,6 +82,11 @@ impl UnaryService<WhoAmIRequest> for WhoAmI {
                     .remote_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
+                origin: request
+                    .extensions()
+                    .get::<Origin>()
+                    .map(|o| o.0.clone())
+                    .unwrap_or_default(),
             })
             .ok_or_else(|| Status::unauthenticated("no client certificate"));
         std::future::ready(reply.map(Response::new))
@@ -97,7 +110,16 @@ impl tower_service::Service<http::Request<Body>> for IdentityService {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        let origin = format!(
+            "{}://{}",
+            req.uri().scheme_str().unwrap_or_default(),
+            req.uri()
+                .authority()
+                .map(|a| a.as_str())
+                .unwrap_or_default()
+        );
+        req.extensions_mut().insert(Origin(origin));
         match req.uri().path() {
             WHOAMI | ADMIN => Box::pin(async move {
                 let codec: ProstCodec<WhoAmIReply, WhoAmIRequest> = ProstCodec::default();
@@ -202,7 +224,7 @@ pub async fn serve(
 /// The endpoint of a test server, by DNS name (the server certificate names
 /// `localhost` and 127.0.0.1).
 pub fn endpoint(addr: SocketAddr) -> Endpoint {
-    Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
+    mtls_tonic::endpoint(format!("https://localhost:{}", addr.port()))
         .unwrap()
         .timeout(TIMEOUT)
         // Wraps the connector in hyper-timeout's, which needs hyper-util's `Connection`.
