@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use mtls::Policy;
