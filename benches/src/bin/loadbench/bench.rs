@@ -27,15 +27,21 @@ pub(crate) enum Case {
     Reload,
     /// Memory per idle connection.
     Idle,
+    /// gRPC: new connection, full handshake, one unary call.
+    GrpcFull,
+    /// gRPC: unary calls on open HTTP/2 connections.
+    GrpcKeepAlive,
 }
 
 impl Case {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 7] = [
         Self::Full,
         Self::Resumed,
         Self::KeepAlive,
         Self::Reload,
         Self::Idle,
+        Self::GrpcFull,
+        Self::GrpcKeepAlive,
     ];
 
     pub(crate) fn parse(s: &str) -> Result<Self, BoxError> {
@@ -43,8 +49,11 @@ impl Case {
             .into_iter()
             .find(|c| c.name() == s)
             .ok_or_else(|| {
-                format!("unknown case {s:?}: expected full, resumed, keepalive, reload or idle")
-                    .into()
+                format!(
+                    "unknown case {s:?}: expected full, resumed, keepalive, reload, idle, \
+                     grpc-full or grpc-keepalive"
+                )
+                .into()
             })
     }
 
@@ -55,6 +64,25 @@ impl Case {
             Self::KeepAlive => "keepalive",
             Self::Reload => "reload",
             Self::Idle => "idle",
+            Self::GrpcFull => "grpc-full",
+            Self::GrpcKeepAlive => "grpc-keepalive",
+        }
+    }
+
+    /// Whether the case drives the gRPC servers.
+    pub(crate) fn is_grpc(self) -> bool {
+        matches!(self, Self::GrpcFull | Self::GrpcKeepAlive)
+    }
+
+    /// The load mode, for the cases that have one.
+    fn mode(self) -> Option<Mode> {
+        match self {
+            Self::Full | Self::Reload => Some(Mode::Full),
+            Self::Resumed => Some(Mode::Resumed),
+            Self::KeepAlive => Some(Mode::KeepAlive),
+            Self::GrpcFull => Some(Mode::GrpcFull),
+            Self::GrpcKeepAlive => Some(Mode::GrpcKeepAlive),
+            Self::Idle => None,
         }
     }
 }
@@ -88,7 +116,7 @@ impl Default for RunOptions {
             rounds: 3,
             conns: 16,
             certs: vec![KeyType::P256, KeyType::Rsa2048],
-            servers: ServerKind::ALL.to_vec(),
+            servers: ServerKind::DEFAULT.to_vec(),
             cases: Case::ALL.to_vec(),
             idle_conns: 1000,
             reload_every: Duration::from_millis(10),
@@ -192,14 +220,9 @@ fn drive(addr: SocketAddr, certs: &Path, options: &RunOptions) -> Result<(), Box
         .build()?;
     let config = load::client_config(certs, options.client_verify)?;
     for &case in &options.cases {
-        let mode = match case {
-            Case::Full => Mode::Full,
-            Case::Resumed => Mode::Resumed,
-            Case::KeepAlive => Mode::KeepAlive,
-            Case::Reload | Case::Idle => {
-                eprintln!("--connect: skipping the {} case", case.name());
-                continue;
-            }
+        let Some(mode) = case.mode().filter(|_| case != Case::Reload) else {
+            eprintln!("--connect: skipping the {} case", case.name());
+            continue;
         };
         let mut stats = rt.block_on(load::run(addr, &config, mode, options.conns, options.secs));
         let (p50, p99) = (stats.quantile_ms(0.5), stats.quantile_ms(0.99));
@@ -221,11 +244,15 @@ fn variants(case: Case, servers: &[ServerKind]) -> Vec<Variant> {
         // The reload case compares each of our servers with itself without reloads.
         Case::Reload => servers
             .iter()
-            .filter(|k| k.is_mtls())
+            .filter(|k| k.is_mtls() && !k.is_grpc())
             .flat_map(|&k| [(k, false), (k, true)])
             .collect(),
-        Case::Idle => servers.iter().map(|&k| (k, false)).collect(),
-        _ => servers.iter().map(|&k| (k, false)).collect(),
+        // Each case drives the servers that speak its protocol.
+        _ => servers
+            .iter()
+            .filter(|k| k.is_grpc() == case.is_grpc())
+            .map(|&k| (k, false))
+            .collect(),
     }
 }
 
@@ -267,11 +294,7 @@ async fn measure(
         reload.then_some(options.reload_every),
         options,
     )?;
-    let mode = match case {
-        Case::Resumed => Mode::Resumed,
-        Case::KeepAlive => Mode::KeepAlive,
-        _ => Mode::Full,
-    };
+    let mode = case.mode().unwrap_or(Mode::Full);
     let config = load::client_config(certs, options.client_verify)?;
     let warm = load::run(server.addr, &config, mode, options.conns, options.warmup).await;
     let me = std::process::id();

@@ -6,6 +6,11 @@
 //!   `GET / HTTP/1.1` with `Connection: close`, reads the response and waits for the
 //!   server to close (so TIME_WAIT stays on the server side).
 //! * [`Mode::KeepAlive`]: each connection is opened once, then sends GETs back to back.
+//! * [`Mode::GrpcFull`] / [`Mode::GrpcKeepAlive`]: the same over HTTP/2 (ALPN `h2`, hyper's
+//!   HTTP/2 client) with one unary gRPC call, `mtls.examples.v1.Identity/WhoAmI`, in
+//!   place of the GET: a new connection (full handshake) per call, or calls back to back
+//!   on one connection per loop. A call counts when the reply frame and `grpc-status: 0`
+//!   arrived.
 //!
 //! The client checks the server's handshake signature against the certificate it
 //! presents (so a certificate and key that do not match, e.g. a torn reload, fail the
@@ -19,6 +24,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use mtls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
@@ -45,6 +53,16 @@ pub(crate) enum Mode {
     Resumed,
     /// One connection, GETs back to back.
     KeepAlive,
+    /// New connection, full handshake, one unary gRPC call, close.
+    GrpcFull,
+    /// One HTTP/2 connection, unary gRPC calls back to back.
+    GrpcKeepAlive,
+}
+
+impl Mode {
+    fn is_grpc(self) -> bool {
+        matches!(self, Self::GrpcFull | Self::GrpcKeepAlive)
+    }
 }
 
 /// How long one handshake or request may take before it counts as failed.
@@ -182,12 +200,18 @@ pub(crate) async fn run(
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = tokio::task::JoinSet::new();
+    let mut config = config.clone();
+    if mode.is_grpc() {
+        config.alpn_protocols = vec![b"h2".to_vec()];
+    }
     for _ in 0..conns {
-        let connector = connector(config, mode == Mode::Resumed);
+        let connector = connector(&config, mode == Mode::Resumed);
         tasks.spawn(async move {
             match mode {
                 Mode::Full | Mode::Resumed => handshake_loop(addr, connector, deadline).await,
                 Mode::KeepAlive => keep_alive_loop(addr, connector, deadline).await,
+                Mode::GrpcFull => grpc_full_loop(addr, connector, deadline).await,
+                Mode::GrpcKeepAlive => grpc_keep_alive_loop(addr, connector, deadline).await,
             }
         });
     }
@@ -282,6 +306,128 @@ async fn keep_alive_loop(
             read_response(tls, &mut buf).await
         };
         match tokio::time::timeout(OP_TIMEOUT, once).await {
+            Ok(Ok(())) => {
+                stats.ok += 1;
+                stats.latencies_us.push(micros(t0.elapsed()));
+            }
+            Ok(Err(e)) => {
+                stats.fail(e);
+                conn = None;
+            }
+            Err(_) => {
+                stats.fail("request timed out");
+                conn = None;
+            }
+        }
+    }
+    stats
+}
+
+// === gRPC over HTTP/2 ===
+
+type GrpcSender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
+
+/// The empty `WhoAmIRequest` in a gRPC frame: not compressed, length 0.
+const GRPC_EMPTY_FRAME: &[u8] = &[0, 0, 0, 0, 0];
+
+/// Connects, completes the mTLS handshake (which must pick `h2`) and the HTTP/2
+/// handshake; the connection is driven by a task of its own, which ends when the
+/// connection closes.
+async fn grpc_connect(
+    addr: SocketAddr,
+    connector: &TlsConnector,
+) -> Result<(GrpcSender, tokio::task::JoinHandle<()>), BoxError> {
+    let tls = connect(addr, connector).await?;
+    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err("the server did not pick ALPN h2".into());
+    }
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok((sender, driver))
+}
+
+/// One unary call of `mtls.examples.v1.Identity/WhoAmI`; checks the reply frame and
+/// `grpc-status: 0`.
+async fn grpc_call(sender: &mut GrpcSender) -> Result<(), BoxError> {
+    let request = http::Request::post("https://localhost/mtls.examples.v1.Identity/WhoAmI")
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers")
+        .body(Full::new(Bytes::from_static(GRPC_EMPTY_FRAME)))?;
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    if response.status() != http::StatusCode::OK {
+        return Err(format!("gRPC call answered HTTP {}", response.status()).into());
+    }
+    // A trailers-only response carries grpc-status in the headers.
+    let head_status = response.headers().get("grpc-status").cloned();
+    let body = response.into_body().collect().await?;
+    let status = body
+        .trailers()
+        .and_then(|t| t.get("grpc-status").cloned())
+        .or(head_status);
+    if status.as_ref().map(http::HeaderValue::as_bytes) != Some(b"0") {
+        return Err(format!("gRPC call failed: grpc-status {status:?}").into());
+    }
+    if body.to_bytes().len() < GRPC_EMPTY_FRAME.len() {
+        return Err("gRPC reply without a message".into());
+    }
+    Ok(())
+}
+
+async fn grpc_full_loop(addr: SocketAddr, connector: TlsConnector, deadline: Instant) -> LoadStats {
+    let mut stats = LoadStats::default();
+    while Instant::now() < deadline {
+        let t0 = Instant::now();
+        let once = async {
+            let (mut sender, driver) = grpc_connect(addr, &connector).await?;
+            let handshake = t0.elapsed();
+            grpc_call(&mut sender).await?;
+            // Dropping the last sender closes the connection; wait until it has.
+            drop(sender);
+            let _ = driver.await;
+            Ok::<_, BoxError>(handshake)
+        };
+        match tokio::time::timeout(OP_TIMEOUT, once).await {
+            Ok(Ok(handshake)) => {
+                stats.ok += 1;
+                stats.latencies_us.push(micros(handshake));
+            }
+            Ok(Err(e)) => stats.fail(e),
+            Err(_) => stats.fail("timed out"),
+        }
+    }
+    stats
+}
+
+async fn grpc_keep_alive_loop(
+    addr: SocketAddr,
+    connector: TlsConnector,
+    deadline: Instant,
+) -> LoadStats {
+    let mut stats = LoadStats::default();
+    let mut conn: Option<GrpcSender> = None;
+    while Instant::now() < deadline {
+        if conn.is_none() {
+            match tokio::time::timeout(OP_TIMEOUT, grpc_connect(addr, &connector)).await {
+                Ok(Ok((sender, _driver))) => conn = Some(sender),
+                Ok(Err(e)) => {
+                    stats.fail(e);
+                    continue;
+                }
+                Err(_) => {
+                    stats.fail("connect timed out");
+                    continue;
+                }
+            }
+        }
+        let Some(sender) = conn.as_mut() else {
+            continue;
+        };
+        let t0 = Instant::now();
+        match tokio::time::timeout(OP_TIMEOUT, grpc_call(sender)).await {
             Ok(Ok(())) => {
                 stats.ok += 1;
                 stats.latencies_us.push(micros(t0.elapsed()));

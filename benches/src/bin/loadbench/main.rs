@@ -2,7 +2,8 @@
 //!
 //! Compares, in one run and on the same certificates, a baseline of plain tokio-rustls +
 //! hyper, the same with an axum Router, our `mtls-hyper` and `mtls-axum` servers, and
-//! nginx (`ssl_verify_client on`) when installed: full and resumed mTLS handshakes per
+//! nginx (`ssl_verify_client on`) when installed (and, for gRPC, plain tonic with its own
+//! TLS against mtls-tonic): full and resumed mTLS handshakes per
 //! second (new connection + one small GET), keep-alive requests per second, p50/p99
 //! latency, server CPU time per operation, peak RSS, failed handshakes while the server
 //! reloads its certificate every 10 ms, and memory per idle mTLS connection.
@@ -48,9 +49,13 @@ options:
   --rounds N            alternating rounds; medians are reported (default 3)
   --conns N             concurrent client connections (default 16)
   --certs LIST          p256,rsa2048 (default both)
-  --servers LIST        raw,raw-axum,mtls-hyper,mtls-axum,mtls-axum-hyper,nginx
-                        (default all; nginx is skipped with a note when not installed)
-  --cases LIST          full,resumed,keepalive,reload,idle (default all)
+  --servers LIST        raw,raw-axum,mtls-hyper,mtls-axum,mtls-axum-hyper,nginx,
+                        mtls-hyper-metrics,tonic,mtls-tonic (default all but
+                        mtls-hyper-metrics; nginx is skipped with a note when not
+                        installed); the HTTP cases drive the HTTP servers, the grpc-*
+                        cases tonic and mtls-tonic
+  --cases LIST          full,resumed,keepalive,reload,idle,grpc-full,grpc-keepalive
+                        (default all)
   --idle-conns N        idle connections for the memory case (default 1000)
   --reload-every-ms N   reload period of the reload case (default 10)
   --client-verify       validate the server chain in the client too (default: check the
@@ -268,7 +273,12 @@ mod tests {
             .filter(|&k| k != ServerKind::Nginx)
         {
             let (addr, _stop) = start(kind, &certs, None);
-            for mode in [Mode::Full, Mode::Resumed, Mode::KeepAlive] {
+            let modes: &[Mode] = if kind.is_grpc() {
+                &[Mode::GrpcFull, Mode::GrpcKeepAlive]
+            } else {
+                &[Mode::Full, Mode::Resumed, Mode::KeepAlive]
+            };
+            for &mode in modes {
                 let mut stats = load(addr, &certs, mode, 300);
                 assert!(
                     stats.ok > 0 && stats.failed == 0,
@@ -282,6 +292,14 @@ mod tests {
                 } else {
                     assert_eq!(stats.resumed, 0, "{kind:?} {mode:?}: {stats:?}");
                 }
+            }
+            if kind == ServerKind::MtlsHyperMetrics {
+                // The observer really reported to the installed recorder.
+                let text = serve::recorded_metrics();
+                assert!(
+                    text.contains("mtls_handshakes_total{side=\"server\",result=\"accepted\""),
+                    "{text}"
+                );
             }
         }
     }

@@ -173,6 +173,8 @@ fn case_label(case: Case, reload: bool, options: &RunOptions) -> String {
             options.reload_every.as_millis()
         ),
         (Case::Idle, _) => "idle connection".to_owned(),
+        (Case::GrpcFull, _) => "full handshake + unary RPC".to_owned(),
+        (Case::GrpcKeepAlive, _) => "keep-alive unary RPC".to_owned(),
     }
 }
 
@@ -258,7 +260,8 @@ pub(crate) fn render(
         );
         for s in &summaries {
             let (kind, reload) = s.variant;
-            let raw_cpu = find(s.key_type, s.case, (ServerKind::Raw, false)).map(|r| r.cpu_us);
+            // The baseline: raw for HTTP, plain tonic for gRPC.
+            let raw_cpu = find(s.key_type, s.case, (kind.baseline(), false)).map(|r| r.cpu_us);
             let cpu_x_raw = match raw_cpu {
                 Some(r) if s.case != Case::Reload => ratio(s.cpu_us, Some(r)),
                 _ => "–".to_owned(),
@@ -280,7 +283,7 @@ pub(crate) fn render(
                 }
                 ("–".to_owned(), "–".to_owned(), note)
             } else {
-                let raw = find(s.key_type, s.case, (ServerKind::Raw, false)).map(|r| r.rate);
+                let raw = find(s.key_type, s.case, (kind.baseline(), false)).map(|r| r.rate);
                 let nginx = find(s.key_type, s.case, (ServerKind::Nginx, false)).map(|r| r.rate);
                 (ratio(s.rate, raw), ratio(s.rate, nginx), String::new())
             };
@@ -429,10 +432,16 @@ fn goals(summaries: &[Summary], idle: &[(KeyType, ServerKind, IdleSample)]) -> V
                 (Case::Full, 0.97, "full handshakes/s ≥ 0.97 × raw"),
                 (Case::Resumed, 0.97, "resumed handshakes/s ≥ 0.97 × raw"),
                 (Case::KeepAlive, 0.99, "keep-alive req/s ≥ 0.99 × raw"),
+                (Case::GrpcFull, 0.97, "new-connection RPCs/s ≥ 0.97 × tonic"),
+                (
+                    Case::GrpcKeepAlive,
+                    0.97,
+                    "keep-alive RPCs/s ≥ 0.97 × tonic",
+                ),
             ] {
                 if let (Some(ours), Some(raw)) = (
                     find(k, case, (kind, false)),
-                    find(k, case, (ServerKind::Raw, false)),
+                    find(k, case, (kind.baseline(), false)),
                 ) {
                     let r = ours.rate / raw.rate;
                     let capacity = raw.cpu_us / ours.cpu_us;

@@ -6,7 +6,9 @@
 //! tokio multi-thread runtime with one worker (what `#[tokio::main]` gives on one core),
 //! with the server's own accept/serve loop spawned onto that worker with `--spawn` (the
 //! bench's default), or else run by `block_on` on the main thread, as `#[tokio::main]`
-//! runs `main`'s body; they offer ALPN `h2, http/1.1`.
+//! runs `main`'s body; they offer ALPN `h2, http/1.1`. The gRPC servers (`tonic`,
+//! `mtls-tonic`) offer `h2` only and answer `mtls.examples.v1.Identity/WhoAmI` with a
+//! constant reply.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -47,16 +49,40 @@ pub(crate) enum ServerKind {
     MtlsAxumHyper,
     /// nginx with `ssl_verify_client on` (not a `serve` kind: nginx runs itself).
     Nginx,
+    /// `mtls-hyper` with `mtls::metrics::MetricsObserver` reporting to an installed
+    /// Prometheus recorder (metrics-exporter-prometheus), as `axum_server
+    /// --metrics-listen` runs it.
+    MtlsHyperMetrics,
+    /// gRPC baseline: plain tonic with its own `tls_config` (`ServerTlsConfig` with the
+    /// server identity and the client CA root) and `serve_with_incoming`.
+    Tonic,
+    /// gRPC: `mtls_tonic::TlsIncoming` over `mtls::TlsListener`, served by tonic.
+    MtlsTonic,
 }
 
 impl ServerKind {
-    pub(crate) const ALL: [Self; 6] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::Raw,
         Self::RawAxum,
         Self::MtlsHyper,
         Self::MtlsAxum,
         Self::MtlsAxumHyper,
         Self::Nginx,
+        Self::MtlsHyperMetrics,
+        Self::Tonic,
+        Self::MtlsTonic,
+    ];
+
+    /// What a run measures when `--servers` is not given.
+    pub(crate) const DEFAULT: [Self; 8] = [
+        Self::Raw,
+        Self::RawAxum,
+        Self::MtlsHyper,
+        Self::MtlsAxum,
+        Self::MtlsAxumHyper,
+        Self::Nginx,
+        Self::Tonic,
+        Self::MtlsTonic,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -67,6 +93,9 @@ impl ServerKind {
             Self::MtlsAxum => "mtls-axum",
             Self::MtlsAxumHyper => "mtls-axum-hyper",
             Self::Nginx => "nginx",
+            Self::MtlsHyperMetrics => "mtls-hyper-metrics",
+            Self::Tonic => "tonic",
+            Self::MtlsTonic => "mtls-tonic",
         }
     }
 
@@ -77,7 +106,7 @@ impl ServerKind {
             .ok_or_else(|| {
                 format!(
                     "unknown server {s:?}: expected one of raw, raw-axum, mtls-hyper, \
-                     mtls-axum, mtls-axum-hyper, nginx"
+                     mtls-axum, mtls-axum-hyper, nginx, mtls-hyper-metrics, tonic, mtls-tonic"
                 )
                 .into()
             })
@@ -85,7 +114,28 @@ impl ServerKind {
 
     /// Whether this is one of ours (built on the mtls crates).
     pub(crate) fn is_mtls(self) -> bool {
-        matches!(self, Self::MtlsHyper | Self::MtlsAxum | Self::MtlsAxumHyper)
+        matches!(
+            self,
+            Self::MtlsHyper
+                | Self::MtlsAxum
+                | Self::MtlsAxumHyper
+                | Self::MtlsHyperMetrics
+                | Self::MtlsTonic
+        )
+    }
+
+    /// Whether this serves gRPC (the `grpc-*` cases) rather than `GET /`.
+    pub(crate) fn is_grpc(self) -> bool {
+        matches!(self, Self::Tonic | Self::MtlsTonic)
+    }
+
+    /// The baseline this kind is compared with: `raw` for HTTP, `tonic` for gRPC.
+    pub(crate) fn baseline(self) -> Self {
+        if self.is_grpc() {
+            Self::Tonic
+        } else {
+            Self::Raw
+        }
     }
 }
 
@@ -135,7 +185,7 @@ pub(crate) async fn serve(
             raw_loop(tcp, config, TowerToHyperService::new(router())).await;
         }
         ServerKind::MtlsHyper => {
-            let server = mtls_server(certs, options.reload_every)?;
+            let server = mtls_server(certs, options.reload_every, Observe::No)?;
             let listener = TlsListener::new(tcp, server.acceptor())?;
             listening(addr)?;
             mtls_hyper::HttpServer::new(listener)
@@ -143,22 +193,141 @@ pub(crate) async fn serve(
                 .await;
         }
         ServerKind::MtlsAxum => {
-            let server = mtls_server(certs, options.reload_every)?;
+            let server = mtls_server(certs, options.reload_every, Observe::No)?;
             let listener = MtlsListener::new(TlsListener::new(tcp, server.acceptor())?);
             listening(addr)?;
             axum::serve(listener, router().into_mtls_service()).await?;
         }
         ServerKind::MtlsAxumHyper => {
-            let server = mtls_server(certs, options.reload_every)?;
+            let server = mtls_server(certs, options.reload_every, Observe::No)?;
             let listener = TlsListener::new(tcp, server.acceptor())?;
             listening(addr)?;
             mtls_hyper::HttpServer::new(listener)
                 .serve_tower(router())
                 .await;
         }
+        ServerKind::MtlsHyperMetrics => {
+            install_recorder()?;
+            let server = mtls_server(certs, options.reload_every, Observe::Metrics)?;
+            let listener = TlsListener::new(tcp, server.acceptor())?;
+            listening(addr)?;
+            mtls_hyper::HttpServer::new(listener)
+                .serve(hyper::service::service_fn(hello))
+                .await;
+        }
+        ServerKind::Tonic => {
+            let read = |name: &str| std::fs::read(certs.join(name));
+            let tls = tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(
+                    read("server.crt")?,
+                    read("server.key")?,
+                ))
+                .client_ca_root(tonic::transport::Certificate::from_pem(read("ca.crt")?));
+            // TCP_NODELAY, as the other servers set it.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(tcp).with_nodelay(Some(true));
+            listening(addr)?;
+            tonic::transport::Server::builder()
+                .tls_config(tls)?
+                .add_service(IdentityServer::new(Hello))
+                .serve_with_incoming(incoming)
+                .await?;
+        }
+        ServerKind::MtlsTonic => {
+            let server = mtls::Server::builder()
+                .identity(certs.join("server.crt"), certs.join("server.key"))
+                .client_ca(certs.join("ca.crt"))
+                .policy(Policy::any_verified())
+                .alpn(["h2"])
+                .session_cache(256)
+                .build()?;
+            let incoming = mtls_tonic::TlsIncoming::new(TlsListener::new(tcp, server.acceptor())?);
+            listening(addr)?;
+            tonic::transport::Server::builder()
+                .add_service(IdentityServer::new(Hello))
+                .serve_with_incoming(incoming)
+                .await?;
+        }
         ServerKind::Nginx => return Err("nginx is not served by this binary".into()),
     }
     Ok(())
+}
+
+/// The stubs of `proto/whoami.proto` that mtls-tonic's tests and the examples use.
+#[allow(
+    unreachable_pub,
+    unused_qualifications,
+    missing_debug_implementations,
+    clippy::all
+)]
+pub(crate) mod pb {
+    include!("../../../../crates/mtls-tonic/tests/generated/mtls.examples.v1.rs");
+}
+
+use pb::identity_server::{Identity as IdentityService, IdentityServer};
+use pb::{WhoAmIReply, WhoAmIRequest};
+
+/// The gRPC servers' handler: the same constant reply from both, so the comparison is
+/// the transport's.
+#[derive(Debug, Clone, Copy)]
+struct Hello;
+
+#[tonic::async_trait]
+impl IdentityService for Hello {
+    async fn who_am_i(
+        &self,
+        _request: tonic::Request<WhoAmIRequest>,
+    ) -> Result<tonic::Response<WhoAmIReply>, tonic::Status> {
+        Ok(tonic::Response::new(WhoAmIReply {
+            common_name: "ok".to_owned(),
+            ..WhoAmIReply::default()
+        }))
+    }
+
+    async fn admin(
+        &self,
+        request: tonic::Request<WhoAmIRequest>,
+    ) -> Result<tonic::Response<WhoAmIReply>, tonic::Status> {
+        self.who_am_i(request).await
+    }
+}
+
+/// The installed recorder of [`ServerKind::MtlsHyperMetrics`].
+static RECORDER: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+    std::sync::OnceLock::new();
+
+/// What the installed recorder holds, in Prometheus text format (for the tests).
+#[cfg(test)]
+pub(crate) fn recorded_metrics() -> String {
+    RECORDER.get().map(|h| h.render()).unwrap_or_default()
+}
+
+/// Installs a Prometheus recorder as the process's global one (as `axum_server
+/// --metrics-listen` does) and folds histogram samples in every 5 s, as that endpoint
+/// does; a second call (the in-process tests) keeps the first recorder.
+fn install_recorder() -> Result<(), BoxError> {
+    if RECORDER.get().is_some() {
+        return Ok(());
+    }
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_ok() {
+        let _ = RECORDER.set(handle.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                handle.run_upkeep();
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Whether an mtls server reports to a `MetricsObserver`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Observe {
+    No,
+    Metrics,
 }
 
 fn announce(addr: SocketAddr) -> Result<(), BoxError> {
@@ -237,7 +406,11 @@ where
 
 // === ours ===
 
-fn mtls_server(certs: &Path, reload_every: Option<Duration>) -> Result<mtls::Server, BoxError> {
+fn mtls_server(
+    certs: &Path,
+    reload_every: Option<Duration>,
+    observe: Observe,
+) -> Result<mtls::Server, BoxError> {
     let (cert, key) = match reload_every {
         None => (certs.join("server.crt"), certs.join("server.key")),
         Some(_) => {
@@ -246,13 +419,16 @@ fn mtls_server(certs: &Path, reload_every: Option<Duration>) -> Result<mtls::Ser
             live
         }
     };
-    let server = mtls::Server::builder()
+    let mut builder = mtls::Server::builder()
         .identity(&cert, &key)
         .client_ca(certs.join("ca.crt"))
         .policy(Policy::any_verified())
         .alpn(mtls::HTTP_ALPN)
-        .session_cache(256)
-        .build()?;
+        .session_cache(256);
+    if observe == Observe::Metrics {
+        builder = builder.observer(mtls::metrics::MetricsObserver::new());
+    }
+    let server = builder.build()?;
     if let Some(every) = reload_every {
         tokio::spawn(reload_loop(
             server.handle(),
