@@ -105,6 +105,7 @@ mod dn;
 mod error;
 pub mod forwarded;
 pub mod identity;
+mod keys;
 pub mod listener;
 mod material;
 #[cfg(feature = "metrics")]
@@ -126,6 +127,9 @@ pub use acceptor::{Acceptor, HandshakeError};
 pub use client::{Client, ClientBuilder, ConnectTimeout};
 pub use connection::ConnectionInfo;
 pub use error::{Error, Result, Role};
+pub use keys::{Password, pkcs12};
+/// Re-export of `zeroize::Zeroizing`, which [`Password::from_fn`] callbacks return.
+pub use zeroize::Zeroizing;
 pub use identity::{
     DefaultExtractor, ExtractError, IdentityExtractor, PeerIdentity, SpiffeId, SpiffeIdError,
 };

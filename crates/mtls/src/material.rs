@@ -17,7 +17,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
 use crate::error::{Error, Result, Role, fmt_time};
-use crate::spec::IdentityPaths;
+use crate::spec::{CaSource, IdentitySource};
 
 /// A loaded, checked identity.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl LoadedCas {
 }
 
 /// Loads the CA files, checking that each holds CA certificates that have not all expired.
-pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> {
+pub(crate) fn load_cas(sources: &[CaSource], now: SystemTime) -> Result<LoadedCas> {
     let mut out = LoadedCas {
         subjects: Vec::new(),
         certs: Vec::new(),
@@ -53,8 +53,21 @@ pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> 
         roots: Arc::new(RootCertStore::empty()),
     };
     let mut roots = RootCertStore::empty();
-    for path in paths {
-        let certs = crate::pem::load_certs(path)?;
+    for source in sources {
+        let path = &source.path;
+        let certs = match &source.pkcs12 {
+            None => crate::pem::load_certs(path)?,
+            Some(password) => {
+                let certs = crate::pkcs12::load(path, password)?.certs;
+                if certs.is_empty() {
+                    return Err(Error::NoCertificate {
+                        path: path.clone(),
+                        hint: "; the PKCS#12 file holds no certificate",
+                    });
+                }
+                certs
+            }
+        };
         let mut expired = Vec::new();
         for (i, der) in certs.iter().enumerate() {
             let cert = parse(der, path, i + 1)?;
@@ -299,15 +312,127 @@ pub(crate) struct IdentityChecks<'a> {
     pub(crate) now: SystemTime,
 }
 
+/// An identity as read from its files, before the checks.
+pub(crate) struct RawIdentity {
+    /// The file the certificates came from (the `.p12` for PKCS#12).
+    pub(crate) cert_path: PathBuf,
+    /// The file the key came from.
+    pub(crate) key_path: PathBuf,
+    /// Leaf first, then intermediates.
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+/// Reads an identity's certificates and key (decrypting the key, or the PKCS#12 file).
+/// The certificates come first so that a file holding only a key says so.
+pub(crate) fn read_identity(
+    source: &IdentitySource,
+    key_password: &crate::Password,
+    provider: &Arc<CryptoProvider>,
+) -> Result<RawIdentity> {
+    match source {
+        IdentitySource::Pem { cert, key } => {
+            let chain = crate::pem::load_certs(cert)?;
+            let key_der = crate::pem::load_key_with_password(key, key_password)?;
+            Ok(RawIdentity {
+                cert_path: cert.clone(),
+                key_path: key.clone(),
+                chain,
+                key: key_der,
+            })
+        }
+        IdentitySource::Pkcs12 { path, password } => {
+            let bundle = crate::pkcs12::load(path, password)?;
+            let Some(key) = bundle.key else {
+                return Err(Error::NoPrivateKey {
+                    path: path.clone(),
+                    hint: "; the PKCS#12 file holds only certificates. Use it as a trust \
+                           bundle (`.ca_pkcs12`), or export it with its key: `openssl \
+                           pkcs12 -export -in cert.pem -inkey key.pem -out FILE.p12`",
+                });
+            };
+            if bundle.certs.is_empty() {
+                return Err(Error::NoCertificate {
+                    path: path.clone(),
+                    hint: "; the PKCS#12 file holds only a key",
+                });
+            }
+            let chain = order_by_key(bundle.certs, &key, provider, path)?;
+            Ok(RawIdentity {
+                cert_path: path.clone(),
+                key_path: path.clone(),
+                chain,
+                key,
+            })
+        }
+    }
+}
+
+/// Puts the certificate whose public key is the key's first, then the certificates that
+/// chain it (each the issuer of the one before), leaving out self-signed roots and
+/// certificates not on the path.
+fn order_by_key(
+    certs: Vec<CertificateDer<'static>>,
+    key: &rustls::pki_types::PrivateKeyDer<'static>,
+    provider: &Arc<CryptoProvider>,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>> {
+    let signing = provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|error| Error::UnsupportedKey {
+            path: path.to_owned(),
+            error,
+        })?;
+    let parsed: Vec<X509Certificate<'_>> = certs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| parse(c, path, i + 1))
+        .collect::<Result<_>>()?;
+    let leaf = match signing.public_key() {
+        Some(spki) => parsed
+            .iter()
+            .position(|c| c.public_key().raw == spki.as_ref())
+            .ok_or_else(|| Error::Pkcs12NoMatchingCertificate {
+                path: path.to_owned(),
+            })?,
+        // The provider cannot tell the key's public half; rustls checks the pair later.
+        None => 0,
+    };
+    let mut order = vec![leaf];
+    while order.len() < parsed.len() {
+        let Some(last) = order.last().map(|&i| &parsed[i]) else {
+            break;
+        };
+        if last.subject().as_raw() == last.issuer().as_raw() && order.len() > 1 {
+            break;
+        }
+        let next = parsed.iter().enumerate().position(|(i, c)| {
+            !order.contains(&i)
+                && c.subject().as_raw() == last.issuer().as_raw()
+                && c.subject().as_raw() != c.issuer().as_raw()
+        });
+        match next {
+            Some(i) => order.push(i),
+            None => break,
+        }
+    }
+    Ok(order.into_iter().map(|i| certs[i].clone()).collect())
+}
+
 /// Loads an identity and runs every preflight check on it.
 pub(crate) fn load_identity(
-    paths: &IdentityPaths,
-    chain: Vec<CertificateDer<'static>>,
+    raw: RawIdentity,
     provider: &Arc<CryptoProvider>,
     checks: IdentityChecks<'_>,
 ) -> Result<LoadedIdentity> {
-    let key = crate::pem::load_key(&paths.key)?;
-    let path = &paths.cert;
+    let RawIdentity {
+        cert_path,
+        key_path,
+        chain,
+        key,
+    } = raw;
+    let path = &cert_path;
     let leaf_der = chain.first().ok_or_else(|| Error::NoCertificate {
         path: path.clone(),
         hint: "",
@@ -320,12 +445,12 @@ pub(crate) fn load_identity(
     let certified = CertifiedKey::from_der(chain.clone(), key, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
             Error::KeyMismatch {
-                cert: paths.cert.clone(),
-                key: paths.key.clone(),
+                cert: cert_path.clone(),
+                key: key_path.clone(),
             }
         }
         other => Error::UnsupportedKey {
-            path: paths.key.clone(),
+            path: key_path.clone(),
             error: other,
         },
     })?;
