@@ -709,3 +709,26 @@ pub(crate) fn to_system_time(unix: i64) -> SystemTime {
         SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(unix.unsigned_abs())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkcs12_leaf_is_found_by_its_key_not_by_position() {
+        let pki = mtls_testing::TestPki::new();
+        let (_, files) = pki.server("localhost");
+        let chain = crate::pem::load_certs(&files.cert).unwrap();
+        assert_eq!(chain.len(), 2);
+        let key = crate::pem::load_key(&files.key).unwrap();
+        let provider = crate::provider::resolve(None).unwrap();
+        let reversed: Vec<_> = chain.iter().rev().cloned().collect();
+        let ordered = order_by_key(reversed, &key, &provider, Path::new("x.p12")).unwrap();
+        assert_eq!(ordered, chain);
+        // A key that matches none of the certificates.
+        let (_, other) = pki.client("other");
+        let other_key = crate::pem::load_key(&other.key).unwrap();
+        let e = order_by_key(chain, &other_key, &provider, Path::new("x.p12")).unwrap_err();
+        assert!(matches!(e, Error::Pkcs12NoMatchingCertificate { .. }), "{e:?}");
+    }
+}

@@ -220,7 +220,11 @@ fn pbes2(
             buf.truncate(len);
             Ok(buf)
         }
-        Err(pkcs5::Error::DecryptFailed) => Err(PbeError::WrongPassword),
+        // pkcs5 0.7.1 reports a padding failure on decryption as `EncryptFailed`; the
+        // length was checked above, so either means the key derived was wrong.
+        Err(pkcs5::Error::DecryptFailed | pkcs5::Error::EncryptFailed) => {
+            Err(PbeError::WrongPassword)
+        }
         Err(pkcs5::Error::UnsupportedAlgorithm { oid }) => Err(PbeError::Unsupported(name(&oid))),
         Err(e) => Err(PbeError::Malformed(e.to_string())),
     }
