@@ -29,7 +29,11 @@ fn forms() -> &'static Path {
     DONE.get_or_init(|| {
         let dir = guide().dir.clone();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/key-forms.sh");
-        let out = StdCommand::new("sh").arg(&script).arg(&dir).output().unwrap();
+        let out = StdCommand::new("sh")
+            .arg(&script)
+            .arg(&dir)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "key-forms.sh failed: {}",
@@ -152,7 +156,11 @@ async fn every_form_as_server_identity_with_curl() {
     for form in FORMS {
         let server = ours::serve(Kind::Axum, form.server()).await;
         let out = curl_alice(server.port()).await;
-        let seen = assert_whoami(&format!("curl -> server key {}", form.name()), &out, "alice");
+        let seen = assert_whoami(
+            &format!("curl -> server key {}", form.name()),
+            &out,
+            "alice",
+        );
         println!("MATRIX | curl | server identity {} | {seen}", form.name());
     }
 }
@@ -225,7 +233,10 @@ fn decrypted_keys_are_the_keys_openssl_decrypts() {
     ] {
         let key = mtls::pem::load_key_with_password(f(&format!("server.{s}")), &pw()).unwrap();
         assert_eq!(key.secret_der(), pkcs8.as_slice(), "{s}");
-        assert!(matches!(key, mtls::rustls::pki_types::PrivateKeyDer::Pkcs8(_)));
+        assert!(matches!(
+            key,
+            mtls::rustls::pki_types::PrivateKeyDer::Pkcs8(_)
+        ));
     }
     let pkcs1 = openssl_der(&[
         "rsa",
@@ -238,12 +249,24 @@ fn decrypted_keys_are_the_keys_openssl_decrypts() {
     for s in ["aes128.key", "aes192.key", "aes256.key", "des3.key"] {
         let key = mtls::pem::load_key_with_password(f(&format!("server.{s}")), &pw()).unwrap();
         assert_eq!(key.secret_der(), pkcs1.as_slice(), "{s}");
-        assert!(matches!(key, mtls::rustls::pki_types::PrivateKeyDer::Pkcs1(_)));
+        assert!(matches!(
+            key,
+            mtls::rustls::pki_types::PrivateKeyDer::Pkcs1(_)
+        ));
     }
-    let sec1 = openssl_der(&["ec", "-outform", "DER", "-in", f("ec.key").to_str().unwrap()]);
+    let sec1 = openssl_der(&[
+        "ec",
+        "-outform",
+        "DER",
+        "-in",
+        f("ec.key").to_str().unwrap(),
+    ]);
     let key = mtls::pem::load_key_with_password(f("ec.aes256.key"), &pw()).unwrap();
     assert_eq!(key.secret_der(), sec1.as_slice());
-    assert!(matches!(key, mtls::rustls::pki_types::PrivateKeyDer::Sec1(_)));
+    assert!(matches!(
+        key,
+        mtls::rustls::pki_types::PrivateKeyDer::Sec1(_)
+    ));
     // The password from an environment variable and a callback decrypt alike.
     let from_fn = Password::from_fn(|| Ok(mtls::Zeroizing::new("correct horse battery".into())));
     let key = mtls::pem::load_key_with_password(f("server.pbes2.key"), &from_fn).unwrap();
@@ -259,7 +282,10 @@ fn says(e: &Error, needles: &[&str]) {
     for n in needles {
         assert!(text.contains(n), "{n:?} not in: {text}");
     }
-    assert!(!text.contains("correct horse"), "the password leaked: {text}");
+    assert!(
+        !text.contains("correct horse"),
+        "the password leaked: {text}"
+    );
     assert!(!text.contains("Tr0ub4dor"), "the password leaked: {text}");
 }
 
@@ -311,7 +337,15 @@ fn no_password_keeps_the_encrypted_key_error_and_says_how_to_give_one() {
             .build()
             .unwrap_err();
         assert!(matches!(e, Error::EncryptedKey { .. }), "{s}: {e:?}");
-        says(&e, &["encrypted", "key_password", "--password-file", "openssl pkey"]);
+        says(
+            &e,
+            &[
+                "encrypted",
+                "key_password",
+                "--password-file",
+                "openssl pkey",
+            ],
+        );
     }
     let e = mtls::pem::load_key_with_password(
         f("server.pbes2.key"),
@@ -346,7 +380,10 @@ fn unsupported_ciphers_are_named_with_the_conversion() {
         ("trad-camellia.key", "CAMELLIA-256-CBC"),
     ] {
         let e = mtls::pem::load_key_with_password(f(&format!("server.{s}")), &pw()).unwrap_err();
-        assert!(matches!(e, Error::UnsupportedEncryption { .. }), "{s}: {e:?}");
+        assert!(
+            matches!(e, Error::UnsupportedEncryption { .. }),
+            "{s}: {e:?}"
+        );
         says(&e, &[cipher, "openssl pkcs8 -topk8 -v2 aes-256-cbc", s]);
     }
 }

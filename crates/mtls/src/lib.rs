@@ -127,12 +127,10 @@ pub use acceptor::{Acceptor, HandshakeError};
 pub use client::{Client, ClientBuilder, ConnectTimeout};
 pub use connection::ConnectionInfo;
 pub use error::{Error, Result, Role};
-pub use keys::{Password, pkcs12};
-/// Re-export of `zeroize::Zeroizing`, which [`Password::from_fn`] callbacks return.
-pub use zeroize::Zeroizing;
 pub use identity::{
     DefaultExtractor, ExtractError, IdentityExtractor, PeerIdentity, SpiffeId, SpiffeIdError,
 };
+pub use keys::{Password, pkcs12};
 pub use listener::{Accepted, ListenerOptions, ListenerStats, TlsListener};
 pub use policy::{Authorize, Denied, Policy, PolicyError};
 pub use reload::{Health, HealthError, ReloadEvent, ReloadHandle, ReloadStatus};
@@ -141,6 +139,8 @@ pub use spec::TlsVersion;
 pub use verify::Rejection;
 #[cfg(feature = "watch")]
 pub use watch::{WatchGuard, WatchOptions};
+/// Re-export of `zeroize::Zeroizing`, which [`Password::from_fn`] callbacks return.
+pub use zeroize::Zeroizing;
 
 /// The ALPN protocols of an HTTP server or client: HTTP/2 first, then HTTP/1.1.
 ///

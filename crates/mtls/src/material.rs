@@ -729,6 +729,9 @@ mod tests {
         let (_, other) = pki.client("other");
         let other_key = crate::pem::load_key(&other.key).unwrap();
         let e = order_by_key(chain, &other_key, &provider, Path::new("x.p12")).unwrap_err();
-        assert!(matches!(e, Error::Pkcs12NoMatchingCertificate { .. }), "{e:?}");
+        assert!(
+            matches!(e, Error::Pkcs12NoMatchingCertificate { .. }),
+            "{e:?}"
+        );
     }
 }

@@ -131,7 +131,12 @@ impl Spec {
         }
         for ca in &self.cas {
             v.push(ca.path.clone());
-            v.extend(ca.pkcs12.as_ref().and_then(Password::path).map(std::path::Path::to_path_buf));
+            v.extend(
+                ca.pkcs12
+                    .as_ref()
+                    .and_then(Password::path)
+                    .map(std::path::Path::to_path_buf),
+            );
         }
         v.extend(self.crls.iter().cloned());
         v

@@ -26,12 +26,7 @@ fn openssl(args: &[&str]) {
 
 /// Writes a server leaf for `cn` (SAN localhost) as a `.p12` at `out`, with `pass`.
 fn p12(pki: &TestPki, cn: &str, out: &Path, pass: &str) {
-    let leaf = pki
-        .intermediate
-        .leaf(cn)
-        .dns("localhost")
-        .server()
-        .build();
+    let leaf = pki.intermediate.leaf(cn).dns("localhost").server().build();
     let dir = pki.dir.path();
     let (c, k) = (dir.join(format!("{cn}.crt")), dir.join(format!("{cn}.key")));
     std::fs::write(&c, leaf.chain_pem()).unwrap();
@@ -125,7 +120,12 @@ async fn watched_encrypted_key_and_pkcs12_are_picked_up() {
 
     // An encrypted PEM key with its password file: rotating the key and the password
     // (password file last) ends on the new identity.
-    let leaf = pki.intermediate.leaf("srv-pem").dns("localhost").server().build();
+    let leaf = pki
+        .intermediate
+        .leaf("srv-pem")
+        .dns("localhost")
+        .server()
+        .build();
     let (crt, plain, enc, kp) = (
         dir.join("pem.crt"),
         dir.join("pem.plain.key"),
@@ -161,12 +161,21 @@ async fn watched_encrypted_key_and_pkcs12_are_picked_up() {
         .unwrap();
     let srv2 = serve(&pem_server).await;
     assert_eq!(cn(&client, srv2.addr.port()).await, "srv-pem");
-    let next = pki.intermediate.leaf("srv-pem-2").dns("localhost").server().build();
+    let next = pki
+        .intermediate
+        .leaf("srv-pem-2")
+        .dns("localhost")
+        .server()
+        .build();
     std::fs::write(&plain, next.key_pem()).unwrap();
     std::fs::write(&kp, "pem-pass-2").unwrap();
     let tmp = dir.join("pem.key.tmp");
     encrypt(&tmp);
     std::fs::write(&crt, next.chain_pem()).unwrap();
     std::fs::rename(&tmp, &enc).unwrap();
-    assert!(eventually(10, async || cn(&client, srv2.addr.port()).await == "srv-pem-2").await);
+    assert!(
+        eventually(10, async || cn(&client, srv2.addr.port()).await
+            == "srv-pem-2")
+        .await
+    );
 }

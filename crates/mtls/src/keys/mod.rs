@@ -57,11 +57,13 @@ pub(crate) fn pbe_error(e: PbeError, path: &Path, password: &Password, convert: 
 }
 
 pub(crate) fn read_password(password: &Password, path: &Path) -> Result<Secret> {
-    password.read().map_err(|reason| Error::PasswordUnavailable {
-        path: path.to_owned(),
-        from: password.describe(),
-        reason,
-    })
+    password
+        .read()
+        .map_err(|reason| Error::PasswordUnavailable {
+            path: path.to_owned(),
+            from: password.describe(),
+            reason,
+        })
 }
 
 /// Whether `data` (PEM) holds an encrypted key in either PEM form.
@@ -80,7 +82,9 @@ pub(crate) fn decrypt_pem(
     let mut encrypted = blocks.into_iter().filter(|b| {
         b.label == "ENCRYPTED PRIVATE KEY"
             || (b.label.ends_with("PRIVATE KEY")
-                && b.headers.iter().any(|(k, v)| k == "Proc-Type" && v.contains("ENCRYPTED")))
+                && b.headers
+                    .iter()
+                    .any(|(k, v)| k == "Proc-Type" && v.contains("ENCRYPTED")))
     });
     let Some(block) = encrypted.next() else {
         return Err(Error::NoPrivateKey {
@@ -142,7 +146,9 @@ pub(crate) fn pkcs8_plaintext(
             from: password.describe(),
         });
     }
-    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(plain.to_vec())))
+    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        plain.to_vec(),
+    )))
 }
 
 fn decrypt_traditional(
@@ -187,7 +193,9 @@ fn decrypt_traditional(
         .filter(|iv| iv.len() == if cipher.starts_with("AES") { 16 } else { 8 })
         .ok_or_else(|| Error::Truncated {
             path: origin.to_owned(),
-            detail: format!("the IV in \"DEK-Info: {dek}\" is not valid hex of the cipher's block size"),
+            detail: format!(
+                "the IV in \"DEK-Info: {dek}\" is not valid hex of the cipher's block size"
+            ),
         })?;
     let secret = read_password(password, origin)?;
     let key = bytes_to_key(&secret, &iv[..8], key_len);

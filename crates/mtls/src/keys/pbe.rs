@@ -108,7 +108,8 @@ pub(crate) fn decrypt(
             .as_ref()
             .ok_or_else(|| PbeError::Malformed(format!("{} has no parameters", name(&oid))))?;
         let p = pkcs12::pbe_params::Pkcs12PbeParams::from_der(
-            &any.to_der().map_err(|e| PbeError::Malformed(e.to_string()))?,
+            &any.to_der()
+                .map_err(|e| PbeError::Malformed(e.to_string()))?,
         )
         .map_err(|e| PbeError::Malformed(format!("{} parameters: {e}", name(&oid))))?;
         let iterations = u64::try_from(p.iterations).unwrap_or(0);
@@ -134,13 +135,19 @@ pub(crate) fn decrypt(
         }
         "1.2.840.113549.1.12.1.5" | "1.2.840.113549.1.12.1.6" => {
             let (salt, n) = params()?;
-            let len = if oid.to_string().ends_with(".5") { 16 } else { 5 };
+            let len = if oid.to_string().ends_with(".5") {
+                16
+            } else {
+                5
+            };
             let (key, iv) = pkcs12_key_iv(pkcs12_password, &salt, n, len)?;
             let cipher = rc2::Rc2::new_with_eff_key_len(&key, len * 8);
             rc2_decrypt(cipher, &iv, ciphertext)
         }
         // PKCS#5 v1.5 PBES1 (RFC 8018 §6.1): PBKDF1 with MD5 or SHA-1, DES or RC2-64.
-        "1.2.840.113549.1.5.3" | "1.2.840.113549.1.5.6" | "1.2.840.113549.1.5.10"
+        "1.2.840.113549.1.5.3"
+        | "1.2.840.113549.1.5.6"
+        | "1.2.840.113549.1.5.10"
         | "1.2.840.113549.1.5.11" => {
             let (salt, n) = params()?;
             if salt.len() != 8 {

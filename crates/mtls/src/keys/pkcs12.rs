@@ -20,8 +20,8 @@
 
 use std::path::Path;
 
-use der::asn1::{ObjectIdentifier, OctetString};
 use der::Decode;
+use der::asn1::{ObjectIdentifier, OctetString};
 use hmac::Mac;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
@@ -31,10 +31,8 @@ use super::pbe;
 use crate::error::{Error, Result};
 
 const ID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
-const ID_ENCRYPTED_DATA: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.6");
-const X509_CERTIFICATE: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.22.1");
+const ID_ENCRYPTED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.6");
+const X509_CERTIFICATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.22.1");
 const MAX_MAC_ITERATIONS: i32 = 10_000_000;
 
 /// What a PKCS#12 file holds.
@@ -73,9 +71,11 @@ pub fn parse(data: &[u8], origin: &Path, password: &Password) -> Result<Pkcs12> 
         });
     }
     if super::contains(data, b"-----BEGIN ") {
-        return Err(bad("it is a PEM file, not PKCS#12; pass its certificate and key \
+        return Err(bad(
+            "it is a PEM file, not PKCS#12; pass its certificate and key \
                         files with `.identity(cert, key)` (or CA certificates with `.ca`)"
-            .to_owned()));
+                .to_owned(),
+        ));
     }
     let pfx = ::pkcs12::pfx::Pfx::from_der(data).map_err(|e| der_error(e, origin))?;
     if pfx.auth_safe.content_type != ID_DATA {

@@ -54,13 +54,7 @@ pub(crate) fn load_material(
         None => None,
     };
     let chain = raw.as_ref().map(|r| r.chain.as_slice()).unwrap_or_default();
-    let crls = material::load_crls(
-        &spec.crls,
-        &cas,
-        chain,
-        spec.revocation.enforce_expiry,
-        now,
-    )?;
+    let crls = material::load_crls(&spec.crls, &cas, chain, spec.revocation.enforce_expiry, now)?;
     if let Some(previous) = previous_crls {
         material::check_crl_progress(previous, &crls.info, &cas)?;
     }
