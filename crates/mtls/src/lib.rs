@@ -81,6 +81,7 @@
 //! | module | role |
 //! |---|---|
 //! | [`pem`] | reads certificates, keys and CRLs in every form OpenSSL writes |
+//! | `keys`, [`pkcs12`] | decrypts encrypted keys with a [`Password`]; reads PKCS#12 files |
 //! | `spec` | what a builder collected (paths, options, policy): plain data shared by both sides; the builders' common setters are written once |
 //! | `material` | preflight checks run at build and reload (key matches certificate, EKU, chain, CRL signatures, dates) |
 //! | `snapshot` | the pure loaders: spec → one immutable snapshot per side (certified key, WebPki verifier, policy, generation, trust epoch, the rustls config bound to them) |

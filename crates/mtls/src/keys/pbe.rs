@@ -217,7 +217,7 @@ fn pbes2(
         | pkcs5::pbes2::EncryptionScheme::Aes256Cbc { .. } => 16,
         _ => 8,
     };
-    if ciphertext.is_empty() || ciphertext.len() % block != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(block) {
         return Err(PbeError::Truncated);
     }
     let mut buf = Zeroizing::new(ciphertext.to_vec());
@@ -318,7 +318,7 @@ fn cbc_decrypt<C>(key: &[u8], iv: &[u8], ciphertext: &[u8]) -> Result<Secret, Pb
 where
     C: cbc::cipher::BlockDecrypt + cbc::cipher::BlockCipher + KeyInit,
 {
-    if ciphertext.is_empty() || ciphertext.len() % 8 != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(8) {
         return Err(PbeError::Truncated);
     }
     let dec = cbc::Decryptor::<C>::new_from_slices(key, iv)
@@ -329,7 +329,7 @@ where
 }
 
 fn rc2_decrypt(cipher: rc2::Rc2, iv: &[u8], ciphertext: &[u8]) -> Result<Secret, PbeError> {
-    if ciphertext.is_empty() || ciphertext.len() % 8 != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(8) {
         return Err(PbeError::Truncated);
     }
     let dec = cbc::Decryptor::<rc2::Rc2>::inner_iv_slice_init(cipher, iv)
@@ -348,7 +348,7 @@ pub(crate) fn cbc_decrypt_named(
     ciphertext: &[u8],
 ) -> Result<Secret, PbeError> {
     let block = if cipher.starts_with("AES") { 16 } else { 8 };
-    if ciphertext.is_empty() || ciphertext.len() % block != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(block) {
         return Err(PbeError::Truncated);
     }
     match cipher {
