@@ -136,7 +136,7 @@ pub use listener::{Accepted, ListenerOptions, ListenerStats, TlsListener};
 pub use policy::{Authorize, Denied, Policy, PolicyError};
 pub use reload::{Health, HealthError, ReloadEvent, ReloadHandle, ReloadStatus};
 pub use server::{ClientAuth, Server, ServerBuilder};
-pub use spec::TlsVersion;
+pub use spec::{Identity, TlsVersion};
 pub use verify::Rejection;
 #[cfg(feature = "watch")]
 pub use watch::{WatchGuard, WatchOptions};

@@ -602,15 +602,68 @@ fn check_chain(
     }
 }
 
+/// Checks that the leaf of `chain` is valid for the SNI name it is configured for (for
+/// a `*.domain` entry: for any one-label name under `domain`).
+pub(crate) fn check_sni_name(
+    chain: &[CertificateDer<'static>],
+    name: &str,
+    path: &Path,
+) -> Result<()> {
+    let Some(leaf) = chain.first() else {
+        return Ok(());
+    };
+    let probe = match name.strip_prefix("*.") {
+        Some(parent) => format!("mtls-sni-check.{parent}"),
+        None => name.to_owned(),
+    };
+    let ok = match (
+        webpki::EndEntityCert::try_from(leaf),
+        ServerName::try_from(probe.as_str()),
+    ) {
+        (Ok(ee), Ok(server_name)) => ee.verify_is_valid_for_subject_name(&server_name).is_ok(),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let cert = parse(leaf, path, 1)?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::DNSName(d) => names.push((*d).to_owned()),
+                GeneralName::IPAddress(ip) => {
+                    let addr = match ip.len() {
+                        4 => <[u8; 4]>::try_from(*ip).ok().map(std::net::IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*ip).ok().map(std::net::IpAddr::from),
+                        _ => None,
+                    };
+                    names.extend(addr.map(|a| a.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Err(Error::SniNameMismatch {
+        path: path.to_owned(),
+        name: name.to_owned(),
+        names,
+    })
+}
+
 fn first_name(cert: &X509Certificate<'_>) -> Option<ServerName<'static>> {
     let san = cert.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|n| match n {
-        GeneralName::DNSName(d) => ServerName::try_from(d.trim_start_matches("*.").to_owned())
-            .ok()
-            .map(|n| match n {
-                ServerName::DnsName(d) if d.as_ref() != "" => ServerName::DnsName(d),
-                other => other,
-            }),
+        // A wildcard is checked as a name it covers (`*.a.b` covers `x.a.b`, not `a.b`).
+        GeneralName::DNSName(d) => ServerName::try_from(match d.strip_prefix("*.") {
+            Some(parent) => format!("mtls-check.{parent}"),
+            None => (*d).to_owned(),
+        })
+        .ok()
+        .map(|n| match n {
+            ServerName::DnsName(d) if d.as_ref() != "" => ServerName::DnsName(d),
+            other => other,
+        }),
         GeneralName::IPAddress(ip) => match ip.len() {
             4 => {
                 let b: [u8; 4] = (*ip).try_into().ok()?;

@@ -58,6 +58,65 @@ impl IdentitySource {
     }
 }
 
+/// A server identity from files, for one SNI name
+/// ([`ServerBuilder::sni_identity`](crate::ServerBuilder::sni_identity)): a PEM
+/// certificate chain and key (maybe encrypted), or a PKCS#12 file.
+///
+/// ```
+/// use mtls::{Identity, Password};
+/// let api = Identity::pem("api.crt", "api.key").key_password(Password::from_env("API_KEY_PASS"));
+/// let admin = Identity::pkcs12("admin.p12", Password::from_file("admin.pass"));
+/// # let _ = (api, admin);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub(crate) source: IdentitySource,
+    pub(crate) key_password: Password,
+}
+
+impl Identity {
+    /// A certificate chain file (leaf first) and a key file; the same file for a
+    /// combined PEM.
+    pub fn pem(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            source: IdentitySource::Pem {
+                cert: cert.into(),
+                key: key.into(),
+            },
+            key_password: Password::none(),
+        }
+    }
+
+    /// A PKCS#12 file with the key and its chain.
+    pub fn pkcs12(path: impl Into<PathBuf>, password: Password) -> Self {
+        Self {
+            source: IdentitySource::Pkcs12 {
+                path: path.into(),
+                password,
+            },
+            key_password: Password::none(),
+        }
+    }
+
+    /// The password of an encrypted PEM key (see
+    /// [`ServerBuilder::key_password`](crate::ServerBuilder::key_password)).
+    #[must_use]
+    pub fn key_password(mut self, password: Password) -> Self {
+        self.key_password = password;
+        self
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        let mut v = self.source.paths();
+        if matches!(self.source, IdentitySource::Pem { .. })
+            && let Some(p) = self.key_password.path()
+        {
+            v.push(p.to_path_buf());
+        }
+        v
+    }
+}
+
 /// A file of CA certificates: PEM / DER, or a PKCS#12 trust bundle with its password.
 #[derive(Debug, Clone)]
 pub(crate) struct CaSource {
@@ -80,6 +139,9 @@ pub(crate) struct Spec {
     /// The password of an encrypted PEM key (none by default).
     pub(crate) key_password: Password,
     pub(crate) cas: Vec<CaSource>,
+    /// Server only: identities chosen by the name the client asks for (SNI), in the
+    /// order given; names are lower case, `*.` wildcards allowed.
+    pub(crate) sni: Vec<(String, Identity)>,
     pub(crate) crls: Vec<PathBuf>,
     /// The server's client policy, or the client's server policy.
     pub(crate) policy: Option<Policy>,
@@ -102,6 +164,7 @@ impl Default for Spec {
             identity: None,
             key_password: Password::none(),
             cas: Vec::new(),
+            sni: Vec::new(),
             crls: Vec::new(),
             policy: None,
             policy_version: 0,
@@ -128,6 +191,9 @@ impl Spec {
             {
                 v.push(p.to_path_buf());
             }
+        }
+        for (_, id) in &self.sni {
+            v.extend(id.paths());
         }
         for ca in &self.cas {
             v.push(ca.path.clone());
@@ -310,3 +376,44 @@ macro_rules! shared_setters {
     };
 }
 pub(crate) use shared_setters;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watched_paths_cover_every_identity_and_password_file() {
+        let spec = Spec {
+            identity: Some(IdentitySource::Pkcs12 {
+                path: "id.p12".into(),
+                password: Password::from_file("id.pass"),
+            }),
+            sni: vec![
+                (
+                    "a.example".to_owned(),
+                    Identity::pem("a.crt", "a.key").key_password(Password::from_file("a.pass")),
+                ),
+                (
+                    "b.example".to_owned(),
+                    Identity::pkcs12("b.p12", Password::from_env("B")),
+                ),
+            ],
+            cas: vec![CaSource {
+                path: "ca.p12".into(),
+                pkcs12: Some(Password::none()),
+            }],
+            ..Spec::default()
+        };
+        let paths: Vec<String> = spec
+            .paths()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "id.p12", "id.pass", "a.crt", "a.key", "a.pass", "b.p12", "ca.p12"
+            ]
+        );
+    }
+}

@@ -235,6 +235,34 @@ pub enum Error {
         detail: String,
     },
 
+    /// An SNI identity's certificate is not valid for the name it is to be served for.
+    #[error(
+        "the certificate in {} is configured for the server name {name:?} (SNI), but is not \
+         valid for it (its names: {}); issue it with `subjectAltName=DNS:{name}`, or \
+         configure it under one of its names",
+        path.display(), list_or_none(names)
+    )]
+    SniNameMismatch {
+        /// The certificate (or PKCS#12) file.
+        path: PathBuf,
+        /// The SNI name it was configured for.
+        name: String,
+        /// The DNS and IP names of the certificate.
+        names: Vec<String>,
+    },
+
+    /// The same SNI name was given twice, or a name is not a DNS name.
+    #[error(
+        "the SNI name {name:?} {reason}; give each server name once, as a DNS name \
+         (`api.example.com`, or `*.example.com` for one label)"
+    )]
+    InvalidSniName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
     /// A PKCS#12 identity holds a key but no certificate for it.
     #[error(
         "no certificate in {} matches its private key; export the key with its own \
@@ -620,6 +648,7 @@ impl Error {
             | Self::Truncated { path, .. }
             | Self::BadPkcs12 { path, .. }
             | Self::Pkcs12NoMatchingCertificate { path }
+            | Self::SniNameMismatch { path, .. }
             | Self::UnsupportedKey { path, .. }
             | Self::Expired { path, .. }
             | Self::NotYetValid { path, .. }
@@ -642,6 +671,7 @@ impl Error {
             Self::MissingIdentity { .. }
             | Self::MissingCa { .. }
             | Self::InvalidServerName { .. }
+            | Self::InvalidSniName { .. }
             | Self::ReloadCancelled
             | Self::ReloadPanicked { .. }
             | Self::MissingPolicy
