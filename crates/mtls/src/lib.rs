@@ -117,6 +117,7 @@ pub mod policy;
 pub mod provider;
 pub mod reload;
 pub mod server;
+pub mod signer;
 mod snapshot;
 mod spec;
 mod spiffe;

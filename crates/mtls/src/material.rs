@@ -320,7 +320,13 @@ pub(crate) struct RawIdentity {
     pub(crate) key_path: PathBuf,
     /// Leaf first, then intermediates.
     pub(crate) chain: Vec<CertificateDer<'static>>,
-    pub(crate) key: rustls::pki_types::PrivateKeyDer<'static>,
+    pub(crate) key: RawKey,
+}
+
+/// An identity's key: bytes, or a signer elsewhere.
+pub(crate) enum RawKey {
+    Der(rustls::pki_types::PrivateKeyDer<'static>),
+    Signer(Arc<dyn crate::signer::KeySigner>),
 }
 
 /// Reads an identity's certificates and key (decrypting the key, or the PKCS#12 file).
@@ -338,7 +344,7 @@ pub(crate) fn read_identity(
                 cert_path: cert.clone(),
                 key_path: key.clone(),
                 chain,
-                key: key_der,
+                key: RawKey::Der(key_der),
             })
         }
         IdentitySource::Pkcs12 { path, password } => {
@@ -362,9 +368,15 @@ pub(crate) fn read_identity(
                 cert_path: path.clone(),
                 key_path: path.clone(),
                 chain,
-                key,
+                key: RawKey::Der(key),
             })
         }
+        IdentitySource::Signer { cert, key } => Ok(RawIdentity {
+            cert_path: cert.clone(),
+            key_path: cert.clone(),
+            chain: crate::pem::load_certs(cert)?,
+            key: RawKey::Signer(key.clone()),
+        }),
     }
 }
 
@@ -442,18 +454,40 @@ pub(crate) fn load_identity(
     let not_after = to_system_time(leaf.validity().not_after.timestamp());
     let not_before = to_system_time(leaf.validity().not_before.timestamp());
 
-    let certified = CertifiedKey::from_der(chain.clone(), key, provider).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-            Error::KeyMismatch {
-                cert: cert_path.clone(),
-                key: key_path.clone(),
-            }
+    let certified = match key {
+        RawKey::Der(key) => {
+            CertifiedKey::from_der(chain.clone(), key, provider).map_err(|e| match e {
+                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                    Error::KeyMismatch {
+                        cert: cert_path.clone(),
+                        key: key_path.clone(),
+                    }
+                }
+                other => Error::UnsupportedKey {
+                    path: key_path.clone(),
+                    error: other,
+                },
+            })?
         }
-        other => Error::UnsupportedKey {
-            path: key_path.clone(),
-            error: other,
-        },
-    })?;
+        RawKey::Signer(signer) => {
+            match crate::signer::check(signer.as_ref(), leaf_der, provider) {
+                Ok(()) => {}
+                Err(crate::signer::CheckError::Mismatch) => {
+                    return Err(Error::KeyMismatch {
+                        cert: cert_path.clone(),
+                        key: key_path.clone(),
+                    });
+                }
+                Err(crate::signer::CheckError::Failed(reason)) => {
+                    return Err(Error::SignerFailed {
+                        path: cert_path.clone(),
+                        reason,
+                    });
+                }
+            }
+            CertifiedKey::new(chain.clone(), Arc::new(crate::signer::HookKey(signer)))
+        }
+    };
 
     if not_after < checks.now {
         return Err(Error::Expired {

@@ -42,6 +42,11 @@ pub(crate) enum IdentitySource {
     Pem { cert: PathBuf, key: PathBuf },
     /// One PKCS#12 file with the key and its chain.
     Pkcs12 { path: PathBuf, password: Password },
+    /// A certificate chain file and a key that signs elsewhere (KMS, PKCS#11).
+    Signer {
+        cert: PathBuf,
+        key: Arc<dyn crate::signer::KeySigner>,
+    },
 }
 
 impl IdentitySource {
@@ -49,6 +54,7 @@ impl IdentitySource {
         match self {
             Self::Pem { cert, key } if cert == key => vec![cert.clone()],
             Self::Pem { cert, key } => vec![cert.clone(), key.clone()],
+            Self::Signer { cert, .. } => vec![cert.clone()],
             Self::Pkcs12 { path, password } => {
                 let mut v = vec![path.clone()];
                 v.extend(password.path().map(std::path::Path::to_path_buf));
@@ -93,6 +99,18 @@ impl Identity {
             source: IdentitySource::Pkcs12 {
                 path: path.into(),
                 password,
+            },
+            key_password: Password::none(),
+        }
+    }
+
+    /// A certificate chain file and a key that signs elsewhere (see
+    /// [`signer`](crate::signer)).
+    pub fn signer(cert: impl Into<PathBuf>, key: impl crate::signer::KeySigner) -> Self {
+        Self {
+            source: IdentitySource::Signer {
+                cert: cert.into(),
+                key: Arc::new(key),
             },
             key_password: Password::none(),
         }
@@ -252,6 +270,24 @@ macro_rules! shared_setters {
             self.spec.identity = Some($crate::spec::IdentitySource::Pkcs12 {
                 path: path.into(),
                 password,
+            });
+            self
+        }
+
+        #[doc = concat!("The ", $own, "'s certificate chain (a file, leaf first) with a key that")]
+        /// signs elsewhere: a cloud KMS, an agent, a PKCS#11 token (see
+        /// [`signer`](crate::signer); with the feature `pkcs11`, `mtls::pkcs11::Pkcs11Key`).
+        /// In place of [`identity`](Self::identity); the certificate file is reloaded and
+        /// watched, and the key is checked against it by a test signature at build and
+        /// every reload.
+        pub fn identity_signer(
+            mut self,
+            cert: impl Into<std::path::PathBuf>,
+            key: impl $crate::signer::KeySigner,
+        ) -> Self {
+            self.spec.identity = Some($crate::spec::IdentitySource::Signer {
+                cert: cert.into(),
+                key: std::sync::Arc::new(key),
             });
             self
         }

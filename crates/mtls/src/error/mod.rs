@@ -235,6 +235,26 @@ pub enum Error {
         detail: String,
     },
 
+    /// A [`KeySigner`](crate::signer::KeySigner) (a KMS, a PKCS#11 token) did not sign
+    /// the test message at build or reload.
+    #[error(
+        "the signing key for the certificate in {} cannot sign: {reason}",
+        path.display()
+    )]
+    SignerFailed {
+        /// The certificate file the key belongs to.
+        path: PathBuf,
+        /// What the signer reported.
+        reason: String,
+    },
+
+    /// A PKCS#11 token, key or module could not be used.
+    #[error("PKCS#11: {reason}")]
+    Pkcs11 {
+        /// What went wrong and how to fix it (module path, token, key label).
+        reason: String,
+    },
+
     /// An SNI identity's certificate is not valid for the name it is to be served for.
     #[error(
         "the certificate in {} is configured for the server name {name:?} (SNI), but is not \
@@ -649,6 +669,7 @@ impl Error {
             | Self::BadPkcs12 { path, .. }
             | Self::Pkcs12NoMatchingCertificate { path }
             | Self::SniNameMismatch { path, .. }
+            | Self::SignerFailed { path, .. }
             | Self::UnsupportedKey { path, .. }
             | Self::Expired { path, .. }
             | Self::NotYetValid { path, .. }
@@ -672,6 +693,7 @@ impl Error {
             | Self::MissingCa { .. }
             | Self::InvalidServerName { .. }
             | Self::InvalidSniName { .. }
+            | Self::Pkcs11 { .. }
             | Self::ReloadCancelled
             | Self::ReloadPanicked { .. }
             | Self::MissingPolicy
