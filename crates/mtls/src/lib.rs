@@ -33,6 +33,7 @@
 //! | `ring` | no | ring as the crypto provider (`--no-default-features --features ring`) |
 //! | `watch` | yes | file watching for hot reload ([`ReloadHandle::watch`]) |
 //! | `serde` | no | `Serialize` for [`PeerIdentity`] |
+//! | `pkcs11` | no | `pkcs11::Pkcs11Key`: keys in a PKCS#11 token (HSM), through the [`signer`] hook |
 //!
 //! ## Errors
 //!
@@ -113,6 +114,8 @@ mod material;
 pub mod metrics;
 pub mod observe;
 pub mod pem;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 pub mod policy;
 pub mod provider;
 pub mod reload;
