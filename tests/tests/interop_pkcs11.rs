@@ -283,7 +283,8 @@ async fn server_and_client_keys_in_a_softhsm2_token() {
         .policy(Policy::any_verified())
         .build()
         .unwrap_err();
-    assert!(matches!(e, Error::KeyMismatch { .. }), "{e:?}");
+    assert!(matches!(e, Error::SignerKeyMismatch { .. }), "{e:?}");
+    assert!(e.to_string().contains("key \"alice\""), "{e}");
     let e = Pkcs11Key::open(
         &Pkcs11Config::new(MODULE)
             .token_label(TOKEN)

@@ -473,9 +473,9 @@ pub(crate) fn load_identity(
             match crate::signer::check(signer.as_ref(), leaf_der, provider) {
                 Ok(()) => {}
                 Err(crate::signer::CheckError::Mismatch) => {
-                    return Err(Error::KeyMismatch {
+                    return Err(Error::SignerKeyMismatch {
                         cert: cert_path.clone(),
-                        key: key_path.clone(),
+                        signer: signer.describe(),
                     });
                 }
                 Err(crate::signer::CheckError::Failed(reason)) => {

@@ -328,6 +328,10 @@ impl KeySigner for Pkcs11Key {
         }
     }
 
+    fn describe(&self) -> String {
+        format!("the PKCS#11 key ({})", self.what)
+    }
+
     fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, String> {
         let pss = |hash: MechanismType, mgf: PkcsMgfType, len: u64| PkcsPssParams {
             hash_alg: hash,

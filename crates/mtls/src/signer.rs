@@ -10,7 +10,7 @@
 //!
 //! At build and at every reload, the key is asked to sign a test message, which is
 //! verified with the certificate's public key: a key that does not match the
-//! certificate fails with [`Error::KeyMismatch`](crate::Error::KeyMismatch), one that
+//! certificate fails with [`Error::SignerKeyMismatch`](crate::Error::SignerKeyMismatch), one that
 //! cannot sign with [`Error::SignerFailed`](crate::Error::SignerFailed), before it
 //! serves anyone.
 //!
@@ -58,6 +58,12 @@ pub trait KeySigner: Send + Sync + fmt::Debug + 'static {
     /// signatures are DER (`Ecdsa-Sig-Value`), as TLS carries them. An `Err` is logged
     /// and fails the handshake; it must not contain secrets.
     fn sign(&self, scheme: SignatureScheme, message: &[u8]) -> Result<Vec<u8>, String>;
+
+    /// What the key is, for error messages (`"KMS key projects/p/keys/api"`); no
+    /// secrets. Default: "the external signing key".
+    fn describe(&self) -> String {
+        "the external signing key".to_owned()
+    }
 }
 
 /// rustls' view of a [`KeySigner`].

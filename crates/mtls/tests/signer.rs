@@ -114,7 +114,7 @@ fn a_signer_for_another_key_or_one_that_fails_is_refused_at_build() {
         .policy(Policy::any_verified())
         .build()
         .unwrap_err();
-    assert!(matches!(e, Error::KeyMismatch { .. }), "{e:?}");
+    assert!(matches!(e, Error::SignerKeyMismatch { .. }), "{e:?}");
     let (kms, _) = SoftKms::new(&server_files.key, true);
     let e = Server::builder()
         .identity_signer(&server_files.cert, kms)

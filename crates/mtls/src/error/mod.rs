@@ -248,6 +248,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// A [`KeySigner`](crate::signer::KeySigner) signs with a key that is not the
+    /// certificate's.
+    #[error(
+        "{signer} does not hold the key of the certificate in {}: its test signature does \
+         not verify with the certificate's public key. Give the certificate issued for \
+         that key, or point at the key the certificate was made for",
+        cert.display()
+    )]
+    SignerKeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The signer, as it describes itself (`KeySigner::describe`).
+        signer: String,
+    },
+
     /// A PKCS#11 token, key or module could not be used.
     #[error("PKCS#11: {reason}")]
     Pkcs11 {
@@ -687,6 +702,7 @@ impl Error {
             | Self::CrlMissing { was: path, .. }
             | Self::Revoked { path, .. } => Some(path),
             Self::KeyMismatch { key, .. } => Some(key),
+            Self::SignerKeyMismatch { cert, .. } => Some(cert),
             #[cfg(feature = "watch")]
             Self::Watch { path, .. } => Some(path),
             Self::MissingIdentity { .. }
