@@ -19,6 +19,8 @@
 #   ca.p12               openssl pkcs12 -export -nokeys -in ca.crt  (a trust bundle)
 #   WHO.camellia.key     -v2 camellia-256-cbc (not supported: for the error)
 #   WHO.trad-camellia.key openssl rsa -camellia256 -traditional (not supported)
+#   WHO.rc4.p12          openssl pkcs12 -export -legacy -keypbe/-certpbe PBE-SHA1-RC4-128
+#                        (not supported)
 #   WHO.cut.key WHO.cut.p12  truncated copies
 #   ec.key ec.aes256.key an EC key, and it as `openssl ec -aes256` writes it
 #
@@ -55,6 +57,8 @@ for who in server alice; do
     -out $who.plain.p12
   openssl pkcs12 -export -keypbe NONE -certpbe NONE -nomac -in $c -inkey $k -passout pass: \
     -out $who.nomac.p12
+  openssl pkcs12 -export -legacy -keypbe PBE-SHA1-RC4-128 -certpbe PBE-SHA1-RC4-128 \
+    -in $c -inkey $k -passout file:pw.txt -out $who.rc4.p12
   head -n 12 $who.pbes2.key > $who.cut.key
   printf -- '-----END ENCRYPTED PRIVATE KEY-----\n' >> $who.cut.key
   head -c 1500 $who.p12 > $who.cut.p12

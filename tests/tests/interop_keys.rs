@@ -386,6 +386,21 @@ fn unsupported_ciphers_are_named_with_the_conversion() {
         );
         says(&e, &[cipher, "openssl pkcs8 -topk8 -v2 aes-256-cbc", s]);
     }
+    let e = mtls::Server::builder()
+        .identity_pkcs12(f("server.rc4.p12"), pw())
+        .client_ca(f("ca.crt"))
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap_err();
+    assert!(matches!(e, Error::UnsupportedEncryption { .. }), "{e:?}");
+    says(
+        &e,
+        &[
+            "PBE-SHA1-RC4-128",
+            "openssl pkcs12 -legacy -in",
+            "server.rc4.p12",
+        ],
+    );
 }
 
 #[test]

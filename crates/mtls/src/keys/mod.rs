@@ -170,14 +170,8 @@ fn decrypt_traditional(
     let cipher = cipher.trim().to_ascii_uppercase();
     let key_len = match cipher.as_str() {
         "AES-128-CBC" => 16,
-        "AES-192-CBC" => 24,
-        "AES-256-CBC" | "DES-EDE3-CBC" => {
-            if cipher.starts_with("AES") {
-                32
-            } else {
-                24
-            }
-        }
+        "AES-192-CBC" | "DES-EDE3-CBC" => 24,
+        "AES-256-CBC" => 32,
         "DES-CBC" => 8,
         _ => {
             return Err(Error::UnsupportedEncryption {

@@ -28,7 +28,6 @@ pub(crate) enum PbeError {
 }
 
 const PBES2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.5.13");
-const PBES1_PREFIX: &str = "1.2.840.113549.1.5.";
 /// Upper bounds on the work a key file may ask for (the defaults are 2,048 PBKDF2
 /// iterations and 16 MiB for scrypt).
 const MAX_ITERATIONS: u64 = 10_000_000;
@@ -169,9 +168,7 @@ pub(crate) fn decrypt(
                 rc2_decrypt(rc2::Rc2::new_with_eff_key_len(key, 64), iv, ciphertext)
             }
         }
-        s if s.starts_with(PBES1_PREFIX) || s.starts_with("1.2.840.113549.1.12.1.") => {
-            Err(PbeError::Unsupported(name(&oid)))
-        }
+        // The other PBES1 and PKCS#12 PBE forms (MD2, RC4), and anything else.
         _ => Err(PbeError::Unsupported(name(&oid))),
     }
 }
