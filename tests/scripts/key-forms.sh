@@ -6,6 +6,7 @@
 #   WHO.pbes2.key        openssl pkcs8 -topk8                (OpenSSL 3 default: PBES2,
 #                                                          PBKDF2-HMAC-SHA256, AES-256-CBC)
 #   WHO.pbes2.der        the same, -outform DER
+#   WHO.empty-pw.key     the same with the empty password (-passout pass:)
 #   WHO.scrypt.key       openssl pkcs8 -topk8 -scrypt
 #   WHO.pbe-3des.key     openssl pkcs8 -topk8 -v1 PBE-SHA1-3DES  (legacy PKCS#12 PBE)
 #   WHO.pbe-md5-des.key  openssl pkcs8 -topk8 -v1 PBE-MD5-DES    (PKCS#5 v1.5 PBES1)
@@ -44,6 +45,7 @@ for who in server alice; do
   openssl pkcs8 -topk8 -v1 PBE-SHA1-3DES -in $k -passout file:pw.txt -out $who.pbe-3des.key
   openssl pkcs8 -topk8 -v1 PBE-MD5-DES -provider default -provider legacy \
     -in $k -passout file:pw.txt -out $who.pbe-md5-des.key
+  openssl pkcs8 -topk8 -in $k -passout pass: -out $who.empty-pw.key
   openssl pkcs8 -topk8 -v2 camellia-256-cbc -in $k -passout file:pw.txt -out $who.camellia.key
   for alg in aes128 aes192 aes256 des3 camellia256; do
     out=$who.$alg.key

@@ -347,6 +347,11 @@ fn no_password_keeps_the_encrypted_key_error_and_says_how_to_give_one() {
             ],
         );
     }
+    // A key encrypted with the empty password is read without one.
+    let key =
+        mtls::pem::load_key_with_password(f("server.empty-pw.key"), &Password::none()).unwrap();
+    let plain = mtls::pem::load_key_with_password(f("server.pbes2.key"), &pw()).unwrap();
+    assert_eq!(key.secret_der(), plain.secret_der());
     let e = mtls::pem::load_key_with_password(
         f("server.pbes2.key"),
         &Password::from_env("MTLS_TEST_UNSET_PASSWORD_VARIABLE"),

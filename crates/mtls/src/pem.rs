@@ -67,7 +67,8 @@ pub fn load_key(path: impl AsRef<Path>) -> Result<PrivateKeyDer<'static>> {
 /// # Errors
 /// As [`load_key`], and [`Error::WrongPassword`], [`Error::PasswordUnavailable`],
 /// [`Error::UnsupportedEncryption`], [`Error::Truncated`]; [`Error::EncryptedKey`] when
-/// the key is encrypted and `password` is [`Password::none`].
+/// the key is encrypted and `password` is [`Password::none`] (a key encrypted with the
+/// empty password, `-passout pass:`, is read then).
 pub fn load_key_with_password(
     path: impl AsRef<Path>,
     password: &Password,

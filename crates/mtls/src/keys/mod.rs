@@ -98,15 +98,33 @@ pub(crate) fn decrypt_pem(
             count: 2,
         });
     }
-    if password.is_none() {
-        return Err(Error::EncryptedKey {
+    let decrypt = |pw: &Password| {
+        if block.label == "ENCRYPTED PRIVATE KEY" {
+            decrypt_pkcs8_der(&block.body, origin, pw)
+        } else {
+            decrypt_traditional(&block, origin, pw)
+        }
+    };
+    no_password_means_empty(password, origin, decrypt)
+}
+
+/// With [`Password::none`], a key encrypted with the empty password
+/// (`openssl pkcs8 -topk8 -passout pass:`) is still read; any other encrypted key is
+/// [`Error::EncryptedKey`] (no password was given), not a wrong password.
+fn no_password_means_empty(
+    password: &Password,
+    origin: &Path,
+    decrypt: impl Fn(&Password) -> Result<PrivateKeyDer<'static>>,
+) -> Result<PrivateKeyDer<'static>> {
+    if !password.is_none() {
+        return decrypt(password);
+    }
+    match decrypt(password) {
+        Err(Error::WrongPassword { .. }) => Err(Error::EncryptedKey {
             path: origin.to_owned(),
-        });
+        }),
+        other => other,
     }
-    if block.label == "ENCRYPTED PRIVATE KEY" {
-        return decrypt_pkcs8_der(&block.body, origin, password);
-    }
-    decrypt_traditional(&block, origin, password)
 }
 
 /// Decrypts a DER `EncryptedPrivateKeyInfo`.
@@ -115,11 +133,14 @@ pub(crate) fn decrypt_pkcs8_der(
     origin: &Path,
     password: &Password,
 ) -> Result<PrivateKeyDer<'static>> {
-    if password.is_none() {
-        return Err(Error::EncryptedKey {
-            path: origin.to_owned(),
-        });
-    }
+    no_password_means_empty(password, origin, |pw| decrypt_pkcs8_with(der, origin, pw))
+}
+
+fn decrypt_pkcs8_with(
+    der: &[u8],
+    origin: &Path,
+    password: &Password,
+) -> Result<PrivateKeyDer<'static>> {
     let info = ::pkcs12::pbe_params::EncryptedPrivateKeyInfo::from_der(der)
         .map_err(|e| der_error(e, origin, "the encrypted PKCS#8 key"))?;
     let secret = read_password(password, origin)?;

@@ -41,8 +41,10 @@ enum Source {
 }
 
 impl Password {
-    /// No password: for an unencrypted key or `.p12`, or a `.p12` made with an empty
-    /// password (`openssl pkcs12 -export -passout pass:`).
+    /// No password: for an unencrypted key or `.p12`, or one made with an empty
+    /// password (`openssl pkcs12 -export -passout pass:`, `openssl pkcs8 -topk8 -passout
+    /// pass:`). Another encrypted key then fails with
+    /// [`Error::EncryptedKey`](crate::Error::EncryptedKey).
     pub fn none() -> Self {
         Self(Source::None)
     }
