@@ -145,6 +145,32 @@ async fn each_name_its_certificate_unknown_gets_the_default_reload_one_keeps_the
 }
 
 #[test]
+fn the_first_sni_identity_to_expire_is_the_one_reported() {
+    let pki = TestPki::new();
+    let dir = pki.dir.path().join("sni");
+    std::fs::create_dir_all(&dir).unwrap();
+    let default = leaf(&pki, "default", &["localhost"], &dir);
+    let now = time::OffsetDateTime::now_utc();
+    let soon = pki
+        .intermediate
+        .leaf("soon")
+        .server()
+        .dns("soon.example.test")
+        .validity(now - time::Duration::days(1), now + time::Duration::days(3))
+        .build()
+        .write(&dir, "soon");
+    let server = Server::builder()
+        .identity(&default.cert, &default.key)
+        .sni_identity("soon.example.test", Identity::pem(&soon.cert, &soon.key))
+        .client_ca(pki.ca_file())
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap();
+    let (subject, _) = server.handle().status().identity.unwrap();
+    assert_eq!(subject, "CN=soon");
+}
+
+#[test]
 fn certificate_not_valid_for_its_name_is_refused_at_build() {
     let pki = TestPki::new();
     let dir = pki.dir.path().join("sni");

@@ -103,6 +103,8 @@ impl Load for ServerLoader {
         });
         let mut certificates =
             crate::material::certificates_in_force(&identity.certified.cert, &cas.certs);
+        // The identity reported (expiry warning, health): the one that expires first.
+        let mut first_expiry = (identity.subject.clone(), identity.not_after);
         let mut by_name = std::collections::HashMap::new();
         for (name, id) in &spec.sni {
             let raw = crate::material::read_identity(&id.source, &id.key_password, &self.provider)?;
@@ -123,6 +125,9 @@ impl Load for ServerLoader {
                 &loaded.certified.cert[..1],
                 &[],
             ));
+            if loaded.not_after < first_expiry.1 {
+                first_expiry = (loaded.subject.clone(), loaded.not_after);
+            }
             by_name.insert(name.clone(), loaded.certified);
         }
         let keys = Arc::new(Keys {
@@ -149,7 +154,7 @@ impl Load for ServerLoader {
                 crls: crls.info.clone(),
             },
             crls: crls.info,
-            identity: Some((identity.subject, identity.not_after)),
+            identity: Some(first_expiry),
             cas: cas.info,
             certificates,
             trust_changed,
