@@ -77,9 +77,57 @@ fn softhsm2_util(args: &[&str]) {
     assert!(out.status.success(), "softhsm2-util {args:?}: {out:?}");
 }
 
-/// A token with the guide's server key (label `server`, id 01) and alice's (`alice`, 02).
+fn openssl(args: &[&str]) {
+    let out = StdCommand::new("openssl")
+        .args(args)
+        .current_dir(&guide().dir)
+        .env("OPENSSL_CONF", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// A token with the guide's server key (label `server`, id 01), alice's (`alice`, 02)
+/// and a P-256 server key (`ec-server`, 03) whose certificate the guide CA signs here.
 fn token() -> PathBuf {
     let g = guide();
+    openssl(&[
+        "ecparam",
+        "-genkey",
+        "-name",
+        "prime256v1",
+        "-noout",
+        "-out",
+        "ec-server.key",
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        "ec-server.key",
+        "-subj",
+        "/CN=localhost",
+        "-out",
+        "ec-server.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "ec-server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-sha256",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "ec-server.crt",
+    ]);
     softhsm2_util(&[
         "--init-token",
         "--free",
@@ -90,7 +138,7 @@ fn token() -> PathBuf {
         "--so-pin",
         "5678",
     ]);
-    for (who, id) in [("server", "01"), ("alice", "02")] {
+    for (who, id) in [("server", "01"), ("alice", "02"), ("ec-server", "03")] {
         // softhsm2-util imports unencrypted PKCS#8 PEM.
         let p8 = g.file(&format!("{who}.p8.pem"));
         let out = StdCommand::new("openssl")
@@ -240,9 +288,21 @@ async fn server_and_client_keys_in_a_softhsm2_token() {
     let running = ours::serve(Kind::Axum, server).await;
     for _ in 0..2 {
         let out = curl_alice(running.port()).await;
-        let seen = assert_whoami("curl -> our server (key in SoftHSM2)", &out, "alice");
-        println!("MATRIX | curl | axum server, key in SoftHSM2 | {seen}");
+        let seen = assert_whoami("curl -> our server (RSA key in SoftHSM2)", &out, "alice");
+        println!("MATRIX | curl | axum server, RSA key in SoftHSM2 | {seen}");
     }
+    // The same with a P-256 key (ECDSA: hashed here, CKM_ECDSA in the token).
+    let server = mtls::Server::builder()
+        .identity_signer(g.file("ec-server.crt"), key("ec-server", &pin))
+        .client_ca(g.ca())
+        .policy(Policy::any_verified())
+        .alpn(mtls::HTTP_ALPN)
+        .build()
+        .unwrap();
+    let ec = ours::serve(Kind::Hyper, server).await;
+    let out = curl_alice(ec.port()).await;
+    let seen = assert_whoami("curl -> our server (P-256 key in SoftHSM2)", &out, "alice");
+    println!("MATRIX | curl | hyper server, P-256 key in SoftHSM2 | {seen}");
 
     // Our client, its key in the token, connects to nginx.
     if require("nginx") {
