@@ -27,7 +27,8 @@ use mtls_axum::{
 use mtls_examples::ops::{MetricsEndpoint, healthz};
 
 const USAGE: &str = "\
-usage: axum_server --listen ADDR --cert FILE --key FILE --client-ca FILE [--client-ca FILE]...
+usage: axum_server --listen ADDR (--cert FILE --key FILE | --p12 FILE) [--password-file FILE]
+                   --client-ca FILE [--client-ca FILE]...
                    (--allow SPEC [--allow SPEC]... | --allow-any)
                    [--crl FILE]... [--optional-client-auth] [--admin-cn NAME] [--watch]
                    [--metrics-listen ADDR]
@@ -37,7 +38,14 @@ An axum HTTPS server that requires client certificates (mutual TLS).
 
   --listen ADDR            address to listen on, e.g. 127.0.0.1:8443 (port 0: any free port)
   --cert FILE              the server's certificate chain (PEM, leaf first)
-  --key FILE               the server's private key (PEM)
+  --key FILE               the server's private key (PEM or DER; may be encrypted, then
+                           give --password-file)
+  --p12 FILE               the server's key and certificate chain in one PKCS#12 file
+                           (.p12/.pfx, as `openssl pkcs12 -export` writes it), in place
+                           of --cert and --key
+  --password-file FILE     the password of an encrypted --key or of the --p12 file (the
+                           file's first line); without it a .p12 is read with an empty
+                           password
   --client-ca FILE         CA certificates that issue client certificates; repeat to trust
                            several (e.g. the old and the new CA during a rotation)
   --crl FILE               a CRL from one of the client CAs (PEM or DER); repeatable
@@ -172,8 +180,8 @@ async fn run(args: Args) -> ExitCode {
         },
         None => None,
     };
-    let mut builder = Server::builder()
-        .identity(&args.cert, &args.key)
+    let mut builder = args
+        .apply_identity(Server::builder())
         .policy(args.policy.clone())
         .alpn(mtls::HTTP_ALPN)
         .client_auth(if args.optional_client_auth {

@@ -43,7 +43,8 @@ use pb::{WhoAmIReply, WhoAmIRequest};
 const ADMIN_METHOD: &str = "/mtls.examples.v1.Identity/Admin";
 
 const USAGE: &str = "\
-usage: grpc_server --listen ADDR --cert FILE --key FILE --client-ca FILE [--client-ca FILE]...
+usage: grpc_server --listen ADDR (--cert FILE --key FILE | --p12 FILE) [--password-file FILE]
+                   --client-ca FILE [--client-ca FILE]...
                    (--allow SPEC [--allow SPEC]... | --allow-any)
                    [--crl FILE]... [--optional-client-auth] [--admin-cn NAME] [--watch]
                    [--metrics-listen ADDR]
@@ -52,7 +53,14 @@ A gRPC server (service mtls.examples.v1.Identity) that requires client certifica
 
   --listen ADDR            address to listen on, e.g. 127.0.0.1:50051 (port 0: any free port)
   --cert FILE              the server's certificate chain (PEM, leaf first)
-  --key FILE               the server's private key (PEM)
+  --key FILE               the server's private key (PEM or DER; may be encrypted, then
+                           give --password-file)
+  --p12 FILE               the server's key and certificate chain in one PKCS#12 file
+                           (.p12/.pfx, as `openssl pkcs12 -export` writes it), in place
+                           of --cert and --key
+  --password-file FILE     the password of an encrypted --key or of the --p12 file (the
+                           file's first line); without it a .p12 is read with an empty
+                           password
   --client-ca FILE         CA certificates that issue client certificates; repeatable
   --crl FILE               a CRL from one of the client CAs (PEM or DER); repeatable
   --allow SPEC             which clients may connect: a policy such as cn:NAME, dns:NAME,
@@ -158,8 +166,8 @@ async fn run(args: Args) -> ExitCode {
         },
         None => None,
     };
-    let mut builder = Server::builder()
-        .identity(&args.cert, &args.key)
+    let mut builder = args
+        .apply_identity(Server::builder())
         .policy(args.policy.clone())
         .alpn(["h2"])
         .client_auth(if args.optional_client_auth {

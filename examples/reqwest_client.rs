@@ -4,8 +4,14 @@
 //! ```text
 //! cargo run --example reqwest_client -- --cert client.crt --key client.key --ca ca.crt \
 //!     [--server-policy SPEC] https://localhost:8443/
+//! cargo run --example reqwest_client -- --p12 client1.p12 --password-file p12.pass \
+//!     --ca ca.crt https://localhost:8443/
 //! ```
 //!
+//! `--p12 FILE` takes the client's key and certificate from one PKCS#12 file in place of
+//! `--cert`/`--key`; `--password-file FILE` gives the password of an encrypted `--key` or
+//! of the `.p12` (the file's first line; without it a `.p12` is read with an empty
+//! password).
 //! `--server-policy` authorizes the server by a policy string, e.g.
 //! `spiffe:spiffe://example.org/ns/prod/sa/api` or `dns:api.example.org`.
 //! On any failure (bad flags, unreadable or invalid files, a refused connection, an
@@ -18,13 +24,19 @@ use std::time::Duration;
 use mtls::Policy;
 use mtls_reqwest::classify;
 
-const USAGE: &str = "usage: reqwest_client --cert FILE --key FILE --ca FILE \
-                     [--server-policy SPEC] URL";
+const USAGE: &str = "usage: reqwest_client (--cert FILE --key FILE | --p12 FILE) \
+                     [--password-file FILE] --ca FILE [--server-policy SPEC] URL";
+
+#[derive(Debug)]
+enum Identity {
+    Pem { cert: PathBuf, key: PathBuf },
+    Pkcs12(PathBuf),
+}
 
 #[derive(Debug)]
 struct Args {
-    cert: PathBuf,
-    key: PathBuf,
+    identity: Identity,
+    password_file: Option<PathBuf>,
     ca: PathBuf,
     policy: Option<Policy>,
     url: String,
@@ -32,6 +44,7 @@ struct Args {
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut cert, mut key, mut ca, mut policy, mut url) = (None, None, None, None, None);
+    let (mut p12, mut password_file) = (None, None);
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| {
             args.next()
@@ -41,6 +54,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--cert" => cert = Some(PathBuf::from(value("--cert")?)),
             "--key" => key = Some(PathBuf::from(value("--key")?)),
             "--ca" => ca = Some(PathBuf::from(value("--ca")?)),
+            "--p12" => p12 = Some(PathBuf::from(value("--p12")?)),
+            "--password-file" => password_file = Some(PathBuf::from(value("--password-file")?)),
             "--server-policy" => {
                 let spec = value("--server-policy")?;
                 policy = Some(
@@ -57,9 +72,21 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         }
     }
     let missing = |what: &str| format!("missing {what}\n{USAGE}");
+    let identity = match (cert, key, p12) {
+        (None, None, Some(p12)) => Identity::Pkcs12(p12),
+        (_, _, Some(_)) => {
+            return Err(format!(
+                "--p12 FILE replaces --cert and --key: give one or the other\n{USAGE}"
+            ));
+        }
+        (cert, key, None) => Identity::Pem {
+            cert: cert.ok_or_else(|| missing("--cert (or --p12)"))?,
+            key: key.ok_or_else(|| missing("--key"))?,
+        },
+    };
     Ok(Args {
-        cert: cert.ok_or_else(|| missing("--cert"))?,
-        key: key.ok_or_else(|| missing("--key"))?,
+        identity,
+        password_file,
         ca: ca.ok_or_else(|| missing("--ca"))?,
         policy,
         url: url.ok_or_else(|| missing("the URL"))?,
@@ -85,9 +112,17 @@ fn explain(err: &reqwest::Error) -> String {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    let mut builder = mtls::Client::builder()
-        .identity(&args.cert, &args.key)
-        .ca(&args.ca);
+    let password = args
+        .password_file
+        .as_ref()
+        .map_or_else(mtls::Password::none, mtls::Password::from_file);
+    let builder = match &args.identity {
+        Identity::Pem { cert, key } => mtls::Client::builder()
+            .identity(cert, key)
+            .key_password(password),
+        Identity::Pkcs12(p12) => mtls::Client::builder().identity_pkcs12(p12, password),
+    };
+    let mut builder = builder.ca(&args.ca);
     if let Some(policy) = args.policy {
         builder = builder.server_policy(policy);
     }

@@ -16,8 +16,10 @@ pub mod server_args {
     #[derive(Debug)]
     pub struct ServerArgs {
         pub listen: String,
-        pub cert: PathBuf,
-        pub key: PathBuf,
+        /// `--cert FILE --key FILE`, or `--p12 FILE`.
+        pub identity: IdentityArgs,
+        /// `--password-file FILE`: the password of an encrypted key or of the `.p12`.
+        pub password_file: Option<PathBuf>,
         pub client_cas: Vec<PathBuf>,
         pub crls: Vec<PathBuf>,
         pub policy: Policy,
@@ -29,6 +31,32 @@ pub mod server_args {
         /// `--forwarded FORMAT[:HEADER]` with `--trusted-proxy` / `--trusted-proxy-net`:
         /// take the client's identity from a trusted TLS-terminating proxy.
         pub forwarded: Option<mtls::forwarded::Forwarding>,
+    }
+
+    /// Where the server's identity comes from.
+    #[derive(Debug, Clone)]
+    pub enum IdentityArgs {
+        /// `--cert FILE --key FILE` (the key may be encrypted: `--password-file`).
+        Pem { cert: PathBuf, key: PathBuf },
+        /// `--p12 FILE`: key and chain in one PKCS#12 file.
+        Pkcs12(PathBuf),
+    }
+
+    impl ServerArgs {
+        /// Gives the builder the identity of `--cert/--key` or `--p12`, with the password
+        /// of `--password-file`.
+        pub fn apply_identity(&self, builder: mtls::ServerBuilder) -> mtls::ServerBuilder {
+            let password = self
+                .password_file
+                .as_ref()
+                .map_or_else(mtls::Password::none, mtls::Password::from_file);
+            match &self.identity {
+                IdentityArgs::Pem { cert, key } => {
+                    builder.identity(cert, key).key_password(password)
+                }
+                IdentityArgs::Pkcs12(p12) => builder.identity_pkcs12(p12, password),
+            }
+        }
     }
 
     #[derive(Debug)]
@@ -48,6 +76,8 @@ pub mod server_args {
         let mut listen = None;
         let mut cert = None;
         let mut key = None;
+        let mut p12 = None;
+        let mut password_file = None;
         let mut client_cas = Vec::new();
         let mut crls = Vec::new();
         let mut allow = Vec::new();
@@ -80,6 +110,10 @@ pub mod server_args {
                 }
                 "--cert" => cert = Some(PathBuf::from(value("a PEM file")?)),
                 "--key" => key = Some(PathBuf::from(value("a PEM file")?)),
+                "--p12" => p12 = Some(PathBuf::from(value("a PKCS#12 file")?)),
+                "--password-file" => {
+                    password_file = Some(PathBuf::from(value("a file holding the password")?))
+                }
                 "--client-ca" => client_cas.push(PathBuf::from(value("a PEM file")?)),
                 "--crl" => crls.push(PathBuf::from(value("a PEM or DER file")?)),
                 "--allow" => allow.push(value("a policy such as cn:alice")?),
@@ -102,8 +136,17 @@ pub mod server_args {
         }
 
         let listen = listen.ok_or("--listen ADDR is required")?;
-        let cert = cert.ok_or("--cert FILE is required (the server's certificate)")?;
-        let key = key.ok_or("--key FILE is required (the server's private key)")?;
+        let identity = match (cert, key, p12) {
+            (None, None, Some(p12)) => IdentityArgs::Pkcs12(p12),
+            (_, _, Some(_)) => {
+                return Err("--p12 FILE replaces --cert and --key: give one or the other".into());
+            }
+            (cert, key, None) => IdentityArgs::Pem {
+                cert: cert
+                    .ok_or("--cert FILE is required (the server's certificate), or --p12 FILE")?,
+                key: key.ok_or("--key FILE is required (the server's private key)")?,
+            },
+        };
         if client_cas.is_empty() {
             return Err(
                 "--client-ca FILE is required (the CA that issues client certificates)".into(),
@@ -135,8 +178,8 @@ pub mod server_args {
         let forwarded = forwarding(forwarded, trusted_proxy, trusted_nets)?;
         Ok(Parsed::Run(Box::new(ServerArgs {
             listen,
-            cert,
-            key,
+            identity,
+            password_file,
             client_cas,
             crls,
             policy,

@@ -33,6 +33,7 @@
 //! | `ring` | no | ring as the crypto provider (`--no-default-features --features ring`) |
 //! | `watch` | yes | file watching for hot reload ([`ReloadHandle::watch`]) |
 //! | `serde` | no | `Serialize` for [`PeerIdentity`] |
+//! | `pkcs11` | no | `pkcs11::Pkcs11Key`: keys in a PKCS#11 token (HSM), through the [`signer`] hook |
 //!
 //! ## Errors
 //!
@@ -81,6 +82,7 @@
 //! | module | role |
 //! |---|---|
 //! | [`pem`] | reads certificates, keys and CRLs in every form OpenSSL writes |
+//! | `keys`, [`pkcs12`] | decrypts encrypted keys with a [`Password`]; reads PKCS#12 files |
 //! | `spec` | what a builder collected (paths, options, policy): plain data shared by both sides; the builders' common setters are written once |
 //! | `material` | preflight checks run at build and reload (key matches certificate, EKU, chain, CRL signatures, dates) |
 //! | `snapshot` | the pure loaders: spec → one immutable snapshot per side (certified key, WebPki verifier, policy, generation, trust epoch, the rustls config bound to them) |
@@ -105,16 +107,20 @@ mod dn;
 mod error;
 pub mod forwarded;
 pub mod identity;
+mod keys;
 pub mod listener;
 mod material;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod observe;
 pub mod pem;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 pub mod policy;
 pub mod provider;
 pub mod reload;
 pub mod server;
+pub mod signer;
 mod snapshot;
 mod spec;
 mod spiffe;
@@ -129,14 +135,17 @@ pub use error::{Error, Result, Role};
 pub use identity::{
     DefaultExtractor, ExtractError, IdentityExtractor, PeerIdentity, SpiffeId, SpiffeIdError,
 };
+pub use keys::{Password, pkcs12};
 pub use listener::{Accepted, ListenerOptions, ListenerStats, TlsListener};
 pub use policy::{Authorize, Denied, Policy, PolicyError};
 pub use reload::{Health, HealthError, ReloadEvent, ReloadHandle, ReloadStatus};
 pub use server::{ClientAuth, Server, ServerBuilder};
-pub use spec::TlsVersion;
+pub use spec::{Identity, TlsVersion};
 pub use verify::Rejection;
 #[cfg(feature = "watch")]
 pub use watch::{WatchGuard, WatchOptions};
+/// Re-export of `zeroize::Zeroizing`, which [`Password::from_fn`] callbacks return.
+pub use zeroize::Zeroizing;
 
 /// The ALPN protocols of an HTTP server or client: HTTP/2 first, then HTTP/1.1.
 ///

@@ -17,7 +17,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 
 use crate::error::{Error, Result, Role, fmt_time};
-use crate::spec::IdentityPaths;
+use crate::spec::{CaSource, IdentitySource};
 
 /// A loaded, checked identity.
 #[derive(Debug)]
@@ -45,7 +45,7 @@ impl LoadedCas {
 }
 
 /// Loads the CA files, checking that each holds CA certificates that have not all expired.
-pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> {
+pub(crate) fn load_cas(sources: &[CaSource], now: SystemTime) -> Result<LoadedCas> {
     let mut out = LoadedCas {
         subjects: Vec::new(),
         certs: Vec::new(),
@@ -53,8 +53,21 @@ pub(crate) fn load_cas(paths: &[PathBuf], now: SystemTime) -> Result<LoadedCas> 
         roots: Arc::new(RootCertStore::empty()),
     };
     let mut roots = RootCertStore::empty();
-    for path in paths {
-        let certs = crate::pem::load_certs(path)?;
+    for source in sources {
+        let path = &source.path;
+        let certs = match &source.pkcs12 {
+            None => crate::pem::load_certs(path)?,
+            Some(password) => {
+                let certs = crate::pkcs12::load(path, password)?.certs;
+                if certs.is_empty() {
+                    return Err(Error::NoCertificate {
+                        path: path.clone(),
+                        hint: "; the PKCS#12 file holds no certificate",
+                    });
+                }
+                certs
+            }
+        };
         let mut expired = Vec::new();
         for (i, der) in certs.iter().enumerate() {
             let cert = parse(der, path, i + 1)?;
@@ -299,15 +312,139 @@ pub(crate) struct IdentityChecks<'a> {
     pub(crate) now: SystemTime,
 }
 
+/// An identity as read from its files, before the checks.
+pub(crate) struct RawIdentity {
+    /// The file the certificates came from (the `.p12` for PKCS#12).
+    pub(crate) cert_path: PathBuf,
+    /// The file the key came from.
+    pub(crate) key_path: PathBuf,
+    /// Leaf first, then intermediates.
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: RawKey,
+}
+
+/// An identity's key: bytes, or a signer elsewhere.
+pub(crate) enum RawKey {
+    Der(rustls::pki_types::PrivateKeyDer<'static>),
+    Signer(Arc<dyn crate::signer::KeySigner>),
+}
+
+/// Reads an identity's certificates and key (decrypting the key, or the PKCS#12 file).
+/// The certificates come first so that a file holding only a key says so.
+pub(crate) fn read_identity(
+    source: &IdentitySource,
+    key_password: &crate::Password,
+    provider: &Arc<CryptoProvider>,
+) -> Result<RawIdentity> {
+    match source {
+        IdentitySource::Pem { cert, key } => {
+            let chain = crate::pem::load_certs(cert)?;
+            let key_der = crate::pem::load_key_with_password(key, key_password)?;
+            Ok(RawIdentity {
+                cert_path: cert.clone(),
+                key_path: key.clone(),
+                chain,
+                key: RawKey::Der(key_der),
+            })
+        }
+        IdentitySource::Pkcs12 { path, password } => {
+            let bundle = crate::pkcs12::load(path, password)?;
+            let Some(key) = bundle.key else {
+                return Err(Error::NoPrivateKey {
+                    path: path.clone(),
+                    hint: "; the PKCS#12 file holds only certificates. Use it as a trust \
+                           bundle (`.ca_pkcs12`), or export it with its key: `openssl \
+                           pkcs12 -export -in cert.pem -inkey key.pem -out FILE.p12`",
+                });
+            };
+            if bundle.certs.is_empty() {
+                return Err(Error::NoCertificate {
+                    path: path.clone(),
+                    hint: "; the PKCS#12 file holds only a key",
+                });
+            }
+            let chain = order_by_key(bundle.certs, &key, provider, path)?;
+            Ok(RawIdentity {
+                cert_path: path.clone(),
+                key_path: path.clone(),
+                chain,
+                key: RawKey::Der(key),
+            })
+        }
+        IdentitySource::Signer { cert, key } => Ok(RawIdentity {
+            cert_path: cert.clone(),
+            key_path: cert.clone(),
+            chain: crate::pem::load_certs(cert)?,
+            key: RawKey::Signer(key.clone()),
+        }),
+    }
+}
+
+/// Puts the certificate whose public key is the key's first, then the certificates that
+/// chain it (each the issuer of the one before), leaving out self-signed roots and
+/// certificates not on the path.
+fn order_by_key(
+    certs: Vec<CertificateDer<'static>>,
+    key: &rustls::pki_types::PrivateKeyDer<'static>,
+    provider: &Arc<CryptoProvider>,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>> {
+    let signing = provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|error| Error::UnsupportedKey {
+            path: path.to_owned(),
+            error,
+        })?;
+    let parsed: Vec<X509Certificate<'_>> = certs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| parse(c, path, i + 1))
+        .collect::<Result<_>>()?;
+    let leaf = match signing.public_key() {
+        Some(spki) => parsed
+            .iter()
+            .position(|c| c.public_key().raw == spki.as_ref())
+            .ok_or_else(|| Error::Pkcs12NoMatchingCertificate {
+                path: path.to_owned(),
+            })?,
+        // The provider cannot tell the key's public half; rustls checks the pair later.
+        None => 0,
+    };
+    let mut order = vec![leaf];
+    while order.len() < parsed.len() {
+        let Some(last) = order.last().map(|&i| &parsed[i]) else {
+            break;
+        };
+        if last.subject().as_raw() == last.issuer().as_raw() && order.len() > 1 {
+            break;
+        }
+        let next = parsed.iter().enumerate().position(|(i, c)| {
+            !order.contains(&i)
+                && c.subject().as_raw() == last.issuer().as_raw()
+                && c.subject().as_raw() != c.issuer().as_raw()
+        });
+        match next {
+            Some(i) => order.push(i),
+            None => break,
+        }
+    }
+    Ok(order.into_iter().map(|i| certs[i].clone()).collect())
+}
+
 /// Loads an identity and runs every preflight check on it.
 pub(crate) fn load_identity(
-    paths: &IdentityPaths,
-    chain: Vec<CertificateDer<'static>>,
+    raw: RawIdentity,
     provider: &Arc<CryptoProvider>,
     checks: IdentityChecks<'_>,
 ) -> Result<LoadedIdentity> {
-    let key = crate::pem::load_key(&paths.key)?;
-    let path = &paths.cert;
+    let RawIdentity {
+        cert_path,
+        key_path,
+        chain,
+        key,
+    } = raw;
+    let path = &cert_path;
     let leaf_der = chain.first().ok_or_else(|| Error::NoCertificate {
         path: path.clone(),
         hint: "",
@@ -317,18 +454,40 @@ pub(crate) fn load_identity(
     let not_after = to_system_time(leaf.validity().not_after.timestamp());
     let not_before = to_system_time(leaf.validity().not_before.timestamp());
 
-    let certified = CertifiedKey::from_der(chain.clone(), key, provider).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-            Error::KeyMismatch {
-                cert: paths.cert.clone(),
-                key: paths.key.clone(),
-            }
+    let certified = match key {
+        RawKey::Der(key) => {
+            CertifiedKey::from_der(chain.clone(), key, provider).map_err(|e| match e {
+                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                    Error::KeyMismatch {
+                        cert: cert_path.clone(),
+                        key: key_path.clone(),
+                    }
+                }
+                other => Error::UnsupportedKey {
+                    path: key_path.clone(),
+                    error: other,
+                },
+            })?
         }
-        other => Error::UnsupportedKey {
-            path: paths.key.clone(),
-            error: other,
-        },
-    })?;
+        RawKey::Signer(signer) => {
+            match crate::signer::check(signer.as_ref(), leaf_der, provider) {
+                Ok(()) => {}
+                Err(crate::signer::CheckError::Mismatch) => {
+                    return Err(Error::SignerKeyMismatch {
+                        cert: cert_path.clone(),
+                        signer: signer.describe(),
+                    });
+                }
+                Err(crate::signer::CheckError::Failed(reason)) => {
+                    return Err(Error::SignerFailed {
+                        path: cert_path.clone(),
+                        reason,
+                    });
+                }
+            }
+            CertifiedKey::new(chain.clone(), Arc::new(crate::signer::HookKey(signer)))
+        }
+    };
 
     if not_after < checks.now {
         return Err(Error::Expired {
@@ -477,15 +636,68 @@ fn check_chain(
     }
 }
 
+/// Checks that the leaf of `chain` is valid for the SNI name it is configured for (for
+/// a `*.domain` entry: for any one-label name under `domain`).
+pub(crate) fn check_sni_name(
+    chain: &[CertificateDer<'static>],
+    name: &str,
+    path: &Path,
+) -> Result<()> {
+    let Some(leaf) = chain.first() else {
+        return Ok(());
+    };
+    let probe = match name.strip_prefix("*.") {
+        Some(parent) => format!("mtls-sni-check.{parent}"),
+        None => name.to_owned(),
+    };
+    let ok = match (
+        webpki::EndEntityCert::try_from(leaf),
+        ServerName::try_from(probe.as_str()),
+    ) {
+        (Ok(ee), Ok(server_name)) => ee.verify_is_valid_for_subject_name(&server_name).is_ok(),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let cert = parse(leaf, path, 1)?;
+    let mut names = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::DNSName(d) => names.push((*d).to_owned()),
+                GeneralName::IPAddress(ip) => {
+                    let addr = match ip.len() {
+                        4 => <[u8; 4]>::try_from(*ip).ok().map(std::net::IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*ip).ok().map(std::net::IpAddr::from),
+                        _ => None,
+                    };
+                    names.extend(addr.map(|a| a.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Err(Error::SniNameMismatch {
+        path: path.to_owned(),
+        name: name.to_owned(),
+        names,
+    })
+}
+
 fn first_name(cert: &X509Certificate<'_>) -> Option<ServerName<'static>> {
     let san = cert.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|n| match n {
-        GeneralName::DNSName(d) => ServerName::try_from(d.trim_start_matches("*.").to_owned())
-            .ok()
-            .map(|n| match n {
-                ServerName::DnsName(d) if d.as_ref() != "" => ServerName::DnsName(d),
-                other => other,
-            }),
+        // A wildcard is checked as a name it covers (`*.a.b` covers `x.a.b`, not `a.b`).
+        GeneralName::DNSName(d) => ServerName::try_from(match d.strip_prefix("*.") {
+            Some(parent) => format!("mtls-check.{parent}"),
+            None => (*d).to_owned(),
+        })
+        .ok()
+        .map(|n| match n {
+            ServerName::DnsName(d) if d.as_ref() != "" => ServerName::DnsName(d),
+            other => other,
+        }),
         GeneralName::IPAddress(ip) => match ip.len() {
             4 => {
                 let b: [u8; 4] = (*ip).try_into().ok()?;
@@ -582,5 +794,31 @@ pub(crate) fn to_system_time(unix: i64) -> SystemTime {
         SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(unix.unsigned_abs())
     } else {
         SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(unix.unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkcs12_leaf_is_found_by_its_key_not_by_position() {
+        let pki = mtls_testing::TestPki::new();
+        let (_, files) = pki.server("localhost");
+        let chain = crate::pem::load_certs(&files.cert).unwrap();
+        assert_eq!(chain.len(), 2);
+        let key = crate::pem::load_key(&files.key).unwrap();
+        let provider = crate::provider::resolve(None).unwrap();
+        let reversed: Vec<_> = chain.iter().rev().cloned().collect();
+        let ordered = order_by_key(reversed, &key, &provider, Path::new("x.p12")).unwrap();
+        assert_eq!(ordered, chain);
+        // A key that matches none of the certificates.
+        let (_, other) = pki.client("other");
+        let other_key = crate::pem::load_key(&other.key).unwrap();
+        let e = order_by_key(chain, &other_key, &provider, Path::new("x.p12")).unwrap_err();
+        assert!(
+            matches!(e, Error::Pkcs12NoMatchingCertificate { .. }),
+            "{e:?}"
+        );
     }
 }

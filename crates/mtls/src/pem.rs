@@ -13,8 +13,11 @@
 //! | CRLF line endings | files edited on Windows |
 //! | DER certificates, keys and CRLs | `openssl x509 -outform DER` |
 //!
-//! Encrypted keys, empty files, files without the expected item and non-PEM data each
-//! produce their own [`Error`] variant naming the file.
+//! Encrypted keys (PKCS#8 `ENCRYPTED PRIVATE KEY` and the traditional `Proc-Type:
+//! 4,ENCRYPTED` form) are decrypted by [`load_key_with_password`]; [`load_key`] refuses
+//! them with [`Error::EncryptedKey`]. PKCS#12 files are read by
+//! [`pkcs12`](crate::pkcs12). Empty files, files without the expected item and non-PEM
+//! data each produce their own [`Error`] variant naming the file.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,6 +37,7 @@ use rustls::pki_types::pem::{PemObject, SectionKind};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 use crate::error::{Error, Result};
+use crate::keys::Password;
 
 /// Reads every certificate in a PEM or DER file, in file order.
 ///
@@ -53,6 +57,24 @@ pub fn load_certs(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>
 pub fn load_key(path: impl AsRef<Path>) -> Result<PrivateKeyDer<'static>> {
     let path = path.as_ref();
     parse_key(&read(path)?, path)
+}
+
+/// Reads the one private key in a PEM or DER file, decrypting it with `password` when it
+/// is encrypted (PKCS#8 `ENCRYPTED PRIVATE KEY`, or the traditional `Proc-Type:
+/// 4,ENCRYPTED` form; see [`Password`] for what is read when). An unencrypted key is
+/// returned as [`load_key`] returns it, whatever the password.
+///
+/// # Errors
+/// As [`load_key`], and [`Error::WrongPassword`], [`Error::PasswordUnavailable`],
+/// [`Error::UnsupportedEncryption`], [`Error::Truncated`]; [`Error::EncryptedKey`] when
+/// the key is encrypted and `password` is [`Password::none`] (a key encrypted with the
+/// empty password, `-passout pass:`, is read then).
+pub fn load_key_with_password(
+    path: impl AsRef<Path>,
+    password: &Password,
+) -> Result<PrivateKeyDer<'static>> {
+    let path = path.as_ref();
+    parse_key_with_password(&read(path)?, path, password)
 }
 
 /// Reads every CRL in a PEM or DER file.
@@ -117,13 +139,22 @@ pub fn parse_certs(data: &[u8], origin: &Path) -> Result<Vec<CertificateDer<'sta
 /// # Errors
 /// As [`load_key`].
 pub fn parse_key(data: &[u8], origin: &Path) -> Result<PrivateKeyDer<'static>> {
+    parse_key_with_password(data, origin, &Password::none())
+}
+
+/// Parses one private key from bytes, decrypting it with `password` when it is
+/// encrypted; `origin` names the data in errors.
+///
+/// # Errors
+/// As [`load_key_with_password`].
+pub fn parse_key_with_password(
+    data: &[u8],
+    origin: &Path,
+    password: &Password,
+) -> Result<PrivateKeyDer<'static>> {
     if is_pem(data) {
-        if contains(data, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-            || contains(data, b"Proc-Type: 4,ENCRYPTED")
-        {
-            return Err(Error::EncryptedKey {
-                path: origin.to_owned(),
-            });
+        if crate::keys::pem_is_encrypted(data) {
+            return crate::keys::decrypt_pem(data, origin, password);
         }
         let mut keys: Vec<PrivateKeyDer<'static>> = sections(data, origin)?
             .into_iter()
@@ -156,9 +187,7 @@ pub fn parse_key(data: &[u8], origin: &Path) -> Result<PrivateKeyDer<'static>> {
         });
     }
     if looks_like_encrypted_pkcs8(data) {
-        return Err(Error::EncryptedKey {
-            path: origin.to_owned(),
-        });
+        return crate::keys::decrypt_pkcs8_der(data, origin, password);
     }
     Err(Error::NotPem {
         path: origin.to_owned(),

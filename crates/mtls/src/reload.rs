@@ -80,7 +80,8 @@ pub enum ReloadEvent {
 pub struct ReloadStatus {
     /// Generation of the material in force (1 after the build).
     pub generation: u64,
-    /// Subject and not_after of this side's own certificate, when it has one.
+    /// Subject and not_after of this side's own certificate, when it has one (of a
+    /// server with SNI identities, the one that expires first).
     pub identity: Option<(String, SystemTime)>,
     /// Subject and not_after of each configured CA.
     pub cas: Vec<(String, SystemTime)>,

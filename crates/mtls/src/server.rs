@@ -60,6 +60,37 @@ impl ServerBuilder {
         self.ca(path)
     }
 
+    /// Serves `identity` to clients that ask for `name` (TLS SNI), on the same listener
+    /// as the default [`identity`](Self::identity) (or
+    /// [`identity_pkcs12`](Self::identity_pkcs12)), which stays required and is served to
+    /// clients that send no name or one without an entry. Call it once per name; a
+    /// `*.example.com` entry serves every one-label name under `example.com` that has no
+    /// entry of its own.
+    ///
+    /// Each identity goes through the same checks as the default one, and its
+    /// certificate must be valid for its name ([`Error::SniNameMismatch`] otherwise). All
+    /// identities live in the one snapshot of the server: a reload reads them all again
+    /// (a file watch follows all their files), and a broken file in any of them refuses
+    /// the reload whole, the identities in force staying.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), mtls::Error> {
+    /// use mtls::{Identity, Password, Policy, Server};
+    /// let server = Server::builder()
+    ///     .identity("default.crt", "default.key")
+    ///     .sni_identity("api.example.com", Identity::pem("api.crt", "api.key"))
+    ///     .sni_identity("*.admin.example.com", Identity::pkcs12("admin.p12", Password::from_env("P12_PASS")))
+    ///     .client_ca("ca.crt")
+    ///     .policy(Policy::any_verified())
+    ///     .build()?;
+    /// # let _ = server; Ok(()) }
+    /// ```
+    pub fn sni_identity(mut self, name: impl Into<String>, identity: crate::Identity) -> Self {
+        let name = name.into();
+        self.spec.sni.push((name, identity));
+        self
+    }
+
     /// Whether clients must present a certificate. Default [`ClientAuth::Required`].
     pub fn client_auth(mut self, mode: ClientAuth) -> Self {
         self.client_auth = mode;
@@ -100,7 +131,7 @@ impl ServerBuilder {
     ///   [`Error::WrongExtendedKeyUsage`], [`Error::UnknownIssuer`], [`Error::NotACa`],
     ///   [`Error::BadCrl`] …;
     /// - [`Error::NoCryptoProvider`], [`Error::Rustls`] for an impossible version set.
-    pub fn build(self) -> Result<Server> {
+    pub fn build(mut self) -> Result<Server> {
         if self.spec.identity.is_none() {
             return Err(Error::MissingIdentity { role: Role::Server });
         }
@@ -110,6 +141,7 @@ impl ServerBuilder {
         if self.spec.policy.is_none() {
             return Err(Error::MissingPolicy);
         }
+        self.spec.sni = normalize_sni(std::mem::take(&mut self.spec.sni))?;
         let loader = ServerLoader {
             provider: crate::provider::resolve(self.spec.provider.as_ref())?,
             client_auth: self.client_auth,
@@ -218,4 +250,34 @@ impl Server {
             self.observer.clone(),
         )
     }
+}
+
+/// Lower-cases the SNI names and refuses duplicates and names that are not DNS names.
+fn normalize_sni(
+    entries: Vec<(String, crate::Identity)>,
+) -> Result<Vec<(String, crate::Identity)>> {
+    let mut out: Vec<(String, crate::Identity)> = Vec::with_capacity(entries.len());
+    for (name, id) in entries {
+        let lower = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        let bare = lower.strip_prefix("*.").unwrap_or(&lower);
+        let valid = !bare.contains('*')
+            && matches!(
+                rustls::pki_types::ServerName::try_from(bare),
+                Ok(rustls::pki_types::ServerName::DnsName(_))
+            );
+        if !valid {
+            return Err(Error::InvalidSniName {
+                name,
+                reason: "is not a DNS name",
+            });
+        }
+        if out.iter().any(|(n, _)| *n == lower) {
+            return Err(Error::InvalidSniName {
+                name,
+                reason: "is given twice",
+            });
+        }
+        out.push((lower, id));
+    }
+    Ok(out)
 }

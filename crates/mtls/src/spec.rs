@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
 
+use crate::keys::Password;
 use crate::policy::Policy;
 
 /// A TLS protocol version.
@@ -34,10 +35,111 @@ pub(crate) fn versions(v: &[TlsVersion]) -> Vec<&'static rustls::SupportedProtoc
 }
 
 /// Where a side's own certificate and key come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IdentityPaths {
-    pub(crate) cert: PathBuf,
-    pub(crate) key: PathBuf,
+#[derive(Debug, Clone)]
+pub(crate) enum IdentitySource {
+    /// A certificate (chain) file and a key file (the same file for a combined PEM); the
+    /// key may be encrypted (see [`Spec::key_password`]).
+    Pem { cert: PathBuf, key: PathBuf },
+    /// One PKCS#12 file with the key and its chain.
+    Pkcs12 { path: PathBuf, password: Password },
+    /// A certificate chain file and a key that signs elsewhere (KMS, PKCS#11).
+    Signer {
+        cert: PathBuf,
+        key: Arc<dyn crate::signer::KeySigner>,
+    },
+}
+
+impl IdentitySource {
+    fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Self::Pem { cert, key } if cert == key => vec![cert.clone()],
+            Self::Pem { cert, key } => vec![cert.clone(), key.clone()],
+            Self::Signer { cert, .. } => vec![cert.clone()],
+            Self::Pkcs12 { path, password } => {
+                let mut v = vec![path.clone()];
+                v.extend(password.path().map(std::path::Path::to_path_buf));
+                v
+            }
+        }
+    }
+}
+
+/// A server identity from files, for one SNI name
+/// ([`ServerBuilder::sni_identity`](crate::ServerBuilder::sni_identity)): a PEM
+/// certificate chain and key (maybe encrypted), or a PKCS#12 file.
+///
+/// ```
+/// use mtls::{Identity, Password};
+/// let api = Identity::pem("api.crt", "api.key").key_password(Password::from_env("API_KEY_PASS"));
+/// let admin = Identity::pkcs12("admin.p12", Password::from_file("admin.pass"));
+/// # let _ = (api, admin);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub(crate) source: IdentitySource,
+    pub(crate) key_password: Password,
+}
+
+impl Identity {
+    /// A certificate chain file (leaf first) and a key file; the same file for a
+    /// combined PEM.
+    pub fn pem(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            source: IdentitySource::Pem {
+                cert: cert.into(),
+                key: key.into(),
+            },
+            key_password: Password::none(),
+        }
+    }
+
+    /// A PKCS#12 file with the key and its chain.
+    pub fn pkcs12(path: impl Into<PathBuf>, password: Password) -> Self {
+        Self {
+            source: IdentitySource::Pkcs12 {
+                path: path.into(),
+                password,
+            },
+            key_password: Password::none(),
+        }
+    }
+
+    /// A certificate chain file and a key that signs elsewhere (see
+    /// [`signer`](crate::signer)).
+    pub fn signer(cert: impl Into<PathBuf>, key: impl crate::signer::KeySigner) -> Self {
+        Self {
+            source: IdentitySource::Signer {
+                cert: cert.into(),
+                key: Arc::new(key),
+            },
+            key_password: Password::none(),
+        }
+    }
+
+    /// The password of an encrypted PEM key (see
+    /// [`ServerBuilder::key_password`](crate::ServerBuilder::key_password)).
+    #[must_use]
+    pub fn key_password(mut self, password: Password) -> Self {
+        self.key_password = password;
+        self
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        let mut v = self.source.paths();
+        if matches!(self.source, IdentitySource::Pem { .. })
+            && let Some(p) = self.key_password.path()
+        {
+            v.push(p.to_path_buf());
+        }
+        v
+    }
+}
+
+/// A file of CA certificates: PEM / DER, or a PKCS#12 trust bundle with its password.
+#[derive(Debug, Clone)]
+pub(crate) struct CaSource {
+    pub(crate) path: PathBuf,
+    pub(crate) pkcs12: Option<Password>,
 }
 
 /// How revocation is checked against the configured CRLs.
@@ -51,8 +153,13 @@ pub(crate) struct Revocation {
 /// Everything a side is loaded from; see the module docs.
 #[derive(Debug, Clone)]
 pub(crate) struct Spec {
-    pub(crate) identity: Option<IdentityPaths>,
-    pub(crate) cas: Vec<PathBuf>,
+    pub(crate) identity: Option<IdentitySource>,
+    /// The password of an encrypted PEM key (none by default).
+    pub(crate) key_password: Password,
+    pub(crate) cas: Vec<CaSource>,
+    /// Server only: identities chosen by the name the client asks for (SNI), in the
+    /// order given; names are lower case, `*.` wildcards allowed.
+    pub(crate) sni: Vec<(String, Identity)>,
     pub(crate) crls: Vec<PathBuf>,
     /// The server's client policy, or the client's server policy.
     pub(crate) policy: Option<Policy>,
@@ -73,7 +180,9 @@ impl Default for Spec {
     fn default() -> Self {
         Self {
             identity: None,
+            key_password: Password::none(),
             cas: Vec::new(),
+            sni: Vec::new(),
             crls: Vec::new(),
             policy: None,
             policy_version: 0,
@@ -94,12 +203,25 @@ impl Spec {
     pub(crate) fn paths(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
         if let Some(id) = &self.identity {
-            v.push(id.cert.clone());
-            if id.key != id.cert {
-                v.push(id.key.clone());
+            v.extend(id.paths());
+            if matches!(id, IdentitySource::Pem { .. })
+                && let Some(p) = self.key_password.path()
+            {
+                v.push(p.to_path_buf());
             }
         }
-        v.extend(self.cas.iter().cloned());
+        for (_, id) in &self.sni {
+            v.extend(id.paths());
+        }
+        for ca in &self.cas {
+            v.push(ca.path.clone());
+            v.extend(
+                ca.pkcs12
+                    .as_ref()
+                    .and_then(Password::path)
+                    .map(std::path::Path::to_path_buf),
+            );
+        }
         v.extend(self.crls.iter().cloned());
         v
     }
@@ -110,15 +232,62 @@ impl Spec {
 macro_rules! shared_setters {
     (own = $own:literal, peer = $peer:literal) => {
         #[doc = concat!("The ", $own, "'s certificate chain (leaf first, then intermediates) and")]
-        /// private key. Both may be the same file (`cat my.crt my.key > my.pem`).
+        /// private key. Both may be the same file (`cat my.crt my.key > my.pem`). An
+        /// encrypted key needs [`key_password`](Self::key_password).
         pub fn identity(
             mut self,
             cert: impl Into<std::path::PathBuf>,
             key: impl Into<std::path::PathBuf>,
         ) -> Self {
-            self.spec.identity = Some($crate::spec::IdentityPaths {
+            self.spec.identity = Some($crate::spec::IdentitySource::Pem {
                 cert: cert.into(),
                 key: key.into(),
+            });
+            self
+        }
+
+        /// The password of an encrypted key given to [`identity`](Self::identity)
+        /// (PKCS#8 `ENCRYPTED PRIVATE KEY`, or `Proc-Type: 4,ENCRYPTED`), read at build
+        /// and at every reload; a password file is watched with the key. Without it an
+        /// encrypted key fails with [`Error::EncryptedKey`](crate::Error::EncryptedKey).
+        pub fn key_password(mut self, password: $crate::Password) -> Self {
+            self.spec.key_password = password;
+            self
+        }
+
+        #[doc = concat!("The ", $own, "'s identity from one PKCS#12 file (`.p12` / `.pfx`, as")]
+        /// `openssl pkcs12 -export` writes it): the key, the certificate that matches it
+        /// (wherever it is in the file) and the intermediates that chain it, in place of
+        /// [`identity`](Self::identity). It is reloaded and watched like a PEM pair, and
+        /// goes through the same checks. Use [`Password::none`](crate::Password::none) for
+        /// a file exported with an empty password or without encryption. See
+        /// [`pkcs12`](crate::pkcs12).
+        pub fn identity_pkcs12(
+            mut self,
+            path: impl Into<std::path::PathBuf>,
+            password: $crate::Password,
+        ) -> Self {
+            self.spec.identity = Some($crate::spec::IdentitySource::Pkcs12 {
+                path: path.into(),
+                password,
+            });
+            self
+        }
+
+        #[doc = concat!("The ", $own, "'s certificate chain (a file, leaf first) with a key that")]
+        /// signs elsewhere: a cloud KMS, an agent, a PKCS#11 token (see
+        /// [`signer`](crate::signer); with the feature `pkcs11`, `mtls::pkcs11::Pkcs11Key`).
+        /// In place of [`identity`](Self::identity); the certificate file is reloaded and
+        /// watched, and the key is checked against it by a test signature at build and
+        /// every reload.
+        pub fn identity_signer(
+            mut self,
+            cert: impl Into<std::path::PathBuf>,
+            key: impl $crate::signer::KeySigner,
+        ) -> Self {
+            self.spec.identity = Some($crate::spec::IdentitySource::Signer {
+                cert: cert.into(),
+                key: std::sync::Arc::new(key),
             });
             self
         }
@@ -127,7 +296,26 @@ macro_rules! shared_setters {
         /// with. Call it again to trust several bundles at once, e.g. the old and the new
         /// CA while certificates move from one to the other.
         pub fn ca(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-            self.spec.cas.push(path.into());
+            self.spec.cas.push($crate::spec::CaSource {
+                path: path.into(),
+                pkcs12: None,
+            });
+            self
+        }
+
+        /// Like [`ca`](Self::ca), from a PKCS#12 file of CA certificates (a trust bundle,
+        /// e.g. `openssl pkcs12 -export -nokeys -in ca.crt -out ca.p12`; Java
+        /// truststores exported as PKCS#12). Every certificate in it is trusted; a key in
+        /// it is ignored.
+        pub fn ca_pkcs12(
+            mut self,
+            path: impl Into<std::path::PathBuf>,
+            password: $crate::Password,
+        ) -> Self {
+            self.spec.cas.push($crate::spec::CaSource {
+                path: path.into(),
+                pkcs12: Some(password),
+            });
             self
         }
 
@@ -224,3 +412,44 @@ macro_rules! shared_setters {
     };
 }
 pub(crate) use shared_setters;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watched_paths_cover_every_identity_and_password_file() {
+        let spec = Spec {
+            identity: Some(IdentitySource::Pkcs12 {
+                path: "id.p12".into(),
+                password: Password::from_file("id.pass"),
+            }),
+            sni: vec![
+                (
+                    "a.example".to_owned(),
+                    Identity::pem("a.crt", "a.key").key_password(Password::from_file("a.pass")),
+                ),
+                (
+                    "b.example".to_owned(),
+                    Identity::pkcs12("b.p12", Password::from_env("B")),
+                ),
+            ],
+            cas: vec![CaSource {
+                path: "ca.p12".into(),
+                pkcs12: Some(Password::none()),
+            }],
+            ..Spec::default()
+        };
+        let paths: Vec<String> = spec
+            .paths()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "id.p12", "id.pass", "a.crt", "a.key", "a.pass", "b.p12", "ca.p12"
+            ]
+        );
+    }
+}

@@ -72,7 +72,11 @@ pub fn guide_server(mode: ClientAuth) -> Server {
 
 /// Starts our `kind` server in `mode` (use `Required` for the refusal cases).
 pub async fn start(kind: Kind, mode: ClientAuth) -> OurServer {
-    let server = guide_server(mode);
+    serve(kind, guide_server(mode)).await
+}
+
+/// Starts `server` as our `kind` server.
+pub async fn serve(kind: Kind, server: Server) -> OurServer {
     let (addr, task) = match kind {
         Kind::Axum => {
             let listener = MtlsListener::bind("127.0.0.1:0", &server).await.unwrap();

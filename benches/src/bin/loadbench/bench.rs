@@ -244,7 +244,7 @@ fn variants(case: Case, servers: &[ServerKind]) -> Vec<Variant> {
         // The reload case compares each of our servers with itself without reloads.
         Case::Reload => servers
             .iter()
-            .filter(|k| k.is_mtls() && !k.is_grpc())
+            .filter(|k| k.is_mtls() && !k.is_grpc() && **k != ServerKind::MtlsHyperPkcs11)
             .flat_map(|&k| [(k, false), (k, true)])
             .collect(),
         // Each case drives the servers that speak its protocol.
@@ -451,6 +451,9 @@ impl ServerProc {
         }
         if options.server_spawn {
             cmd.arg("--spawn");
+        }
+        if kind == ServerKind::MtlsHyperPkcs11 {
+            cmd.env("SOFTHSM2_CONF", crate::serve::pkcs11_token(certs)?);
         }
         let mut child = cmd
             .spawn()

@@ -50,8 +50,9 @@ options:
   --conns N             concurrent client connections (default 16)
   --certs LIST          p256,rsa2048 (default both)
   --servers LIST        raw,raw-axum,mtls-hyper,mtls-axum,mtls-axum-hyper,nginx,
-                        mtls-hyper-metrics,tonic,mtls-tonic (default all but
-                        mtls-hyper-metrics; nginx is skipped with a note when not
+                        mtls-hyper-metrics,tonic,mtls-tonic,mtls-hyper-pkcs11
+                        (default all but mtls-hyper-metrics and mtls-hyper-pkcs11,
+                        which needs softhsm2; nginx is skipped with a note when not
                         installed); the HTTP cases drive the HTTP servers, the grpc-*
                         cases tonic and mtls-tonic
   --cases LIST          full,resumed,keepalive,reload,idle,grpc-full,grpc-keepalive
@@ -268,9 +269,10 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let certs = pki::generate(work.path(), KeyType::P256).unwrap();
         // Every kind this binary serves (nginx runs itself).
+        // (mtls-hyper-pkcs11 needs SOFTHSM2_CONF in its own process: tested by running it.)
         for kind in ServerKind::ALL
             .into_iter()
-            .filter(|&k| k != ServerKind::Nginx)
+            .filter(|&k| k != ServerKind::Nginx && k != ServerKind::MtlsHyperPkcs11)
         {
             let (addr, _stop) = start(kind, &certs, None);
             let modes: &[Mode] = if kind.is_grpc() {

@@ -58,10 +58,13 @@ pub(crate) enum ServerKind {
     Tonic,
     /// gRPC: `mtls_tonic::TlsIncoming` over `mtls::TlsListener`, served by tonic.
     MtlsTonic,
+    /// `mtls-hyper` with the server key in a SoftHSM2 token (feature `pkcs11`,
+    /// `identity_signer` with a `Pkcs11Key`): what signing in a PKCS#11 token costs.
+    MtlsHyperPkcs11,
 }
 
 impl ServerKind {
-    pub(crate) const ALL: [Self; 9] = [
+    pub(crate) const ALL: [Self; 10] = [
         Self::Raw,
         Self::RawAxum,
         Self::MtlsHyper,
@@ -71,6 +74,7 @@ impl ServerKind {
         Self::MtlsHyperMetrics,
         Self::Tonic,
         Self::MtlsTonic,
+        Self::MtlsHyperPkcs11,
     ];
 
     /// What a run measures when `--servers` is not given.
@@ -96,6 +100,7 @@ impl ServerKind {
             Self::MtlsHyperMetrics => "mtls-hyper-metrics",
             Self::Tonic => "tonic",
             Self::MtlsTonic => "mtls-tonic",
+            Self::MtlsHyperPkcs11 => "mtls-hyper-pkcs11",
         }
     }
 
@@ -106,7 +111,8 @@ impl ServerKind {
             .ok_or_else(|| {
                 format!(
                     "unknown server {s:?}: expected one of raw, raw-axum, mtls-hyper, \
-                     mtls-axum, mtls-axum-hyper, nginx, mtls-hyper-metrics, tonic, mtls-tonic"
+                     mtls-axum, mtls-axum-hyper, nginx, mtls-hyper-metrics, tonic, mtls-tonic, \
+                     mtls-hyper-pkcs11"
                 )
                 .into()
             })
@@ -121,6 +127,7 @@ impl ServerKind {
                 | Self::MtlsAxumHyper
                 | Self::MtlsHyperMetrics
                 | Self::MtlsTonic
+                | Self::MtlsHyperPkcs11
         )
     }
 
@@ -247,6 +254,26 @@ pub(crate) async fn serve(
                 .add_service(IdentityServer::new(Hello))
                 .serve_with_incoming(incoming)
                 .await?;
+        }
+        ServerKind::MtlsHyperPkcs11 => {
+            let key = mtls::pkcs11::Pkcs11Key::open(
+                &mtls::pkcs11::Pkcs11Config::new(SOFTHSM2_MODULE)
+                    .token_label(PKCS11_TOKEN)
+                    .key_label("server")
+                    .pin(mtls::Password::from_file(certs.join("hsm.pin"))),
+            )?;
+            let server = mtls::Server::builder()
+                .identity_signer(certs.join("server.crt"), key)
+                .client_ca(certs.join("ca.crt"))
+                .policy(Policy::any_verified())
+                .alpn(mtls::HTTP_ALPN)
+                .session_cache(256)
+                .build()?;
+            let listener = TlsListener::new(tcp, server.acceptor())?;
+            listening(addr)?;
+            mtls_hyper::HttpServer::new(listener)
+                .serve(hyper::service::service_fn(hello))
+                .await;
         }
         ServerKind::Nginx => return Err("nginx is not served by this binary".into()),
     }
@@ -488,4 +515,66 @@ async fn reload_loop(
             );
         }
     }
+}
+
+/// SoftHSM2's module (Debian's `softhsm2`).
+pub(crate) const SOFTHSM2_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const PKCS11_TOKEN: &str = "loadbench";
+
+/// Makes a SoftHSM2 token in `certs/softhsm` holding `certs/server.key` (label
+/// `server`), once; returns the `SOFTHSM2_CONF` the server needs in its environment.
+pub(crate) fn pkcs11_token(certs: &Path) -> Result<PathBuf, BoxError> {
+    let dir = certs.join("softhsm");
+    let conf = certs.join("softhsm2.conf");
+    if dir.join("ready").exists() {
+        return Ok(conf);
+    }
+    std::fs::create_dir_all(dir.join("tokens"))?;
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.join("tokens").display()
+        ),
+    )?;
+    std::fs::write(certs.join("hsm.pin"), "1234\n")?;
+    let p8 = dir.join("server.p8.pem");
+    let run = |cmd: &mut std::process::Command| -> Result<(), BoxError> {
+        let out = cmd.env("SOFTHSM2_CONF", &conf).output()?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr)).into())
+        }
+    };
+    run(std::process::Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-nocrypt", "-in"])
+        .arg(certs.join("server.key"))
+        .arg("-out")
+        .arg(&p8))?;
+    run(std::process::Command::new("softhsm2-util").args([
+        "--init-token",
+        "--free",
+        "--label",
+        PKCS11_TOKEN,
+        "--pin",
+        "1234",
+        "--so-pin",
+        "5678",
+    ]))?;
+    run(std::process::Command::new("softhsm2-util")
+        .arg("--import")
+        .arg(&p8)
+        .args([
+            "--token",
+            PKCS11_TOKEN,
+            "--label",
+            "server",
+            "--id",
+            "01",
+            "--pin",
+            "1234",
+        ]))?;
+    std::fs::write(dir.join("ready"), "")?;
+    Ok(conf)
 }

@@ -159,14 +159,153 @@ pub enum Error {
         count: usize,
     },
 
-    /// The private key is encrypted with a passphrase.
+    /// The private key is encrypted with a passphrase and no password was given.
     #[error(
-        "the private key in {} is encrypted with a passphrase; write an unencrypted copy \
-         with `openssl pkey -in {} -out key.pem` (it asks for the passphrase) and protect \
-         that file with file permissions (chmod 600) instead",
+        "the private key in {} is encrypted with a passphrase and no password was given; \
+         give it with `.key_password(Password::from_file(\"key.pass\"))` (or \
+         `Password::from_env`; `--password-file FILE` in the examples), or write an \
+         unencrypted copy with `openssl pkey -in {} -out key.pem` and protect that file \
+         with file permissions (chmod 600) instead",
         path.display(), path.display()
     )]
     EncryptedKey {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// The password given does not decrypt the key or the PKCS#12 file.
+    #[error(
+        "the password for {} is wrong: it does not decrypt the file (the key itself is \
+         not the problem). Check the password that {from} supplies (a password file is \
+         read up to its first line break)",
+        path.display()
+    )]
+    WrongPassword {
+        /// The encrypted file.
+        path: PathBuf,
+        /// Where the password came from ("file /run/secrets/pass", "environment
+        /// variable KEY_PASS"); never the password.
+        from: String,
+    },
+
+    /// The password could not be read (missing file, unset variable, failed callback).
+    #[error("cannot get the password for {} from {from}: {reason}", path.display())]
+    PasswordUnavailable {
+        /// The encrypted file.
+        path: PathBuf,
+        /// Where the password was to come from.
+        from: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// The file is encrypted with a scheme or cipher this crate does not decrypt.
+    #[error(
+        "{} is encrypted with {cipher}, which mtls does not decrypt; convert it to \
+         AES-256-CBC with PBKDF2 (it asks for the password): `{convert}`",
+        path.display()
+    )]
+    UnsupportedEncryption {
+        /// The file.
+        path: PathBuf,
+        /// The cipher, KDF or scheme, by name (`camellia-256-cbc`, `PBE-SHA1-RC4-128`).
+        cipher: String,
+        /// The `openssl` command that rewrites the file in a supported form.
+        convert: String,
+    },
+
+    /// An encrypted key or a PKCS#12 file is cut short or corrupt.
+    #[error(
+        "{} is truncated or corrupt: {detail}. Copy or export the file again",
+        path.display()
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// A file given as PKCS#12 is not one, or holds something this crate does not read.
+    #[error("{} is not a usable PKCS#12 file: {detail}", path.display())]
+    BadPkcs12 {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        detail: String,
+    },
+
+    /// A [`KeySigner`](crate::signer::KeySigner) (a KMS, a PKCS#11 token) did not sign
+    /// the test message at build or reload.
+    #[error(
+        "the signing key for the certificate in {} cannot sign: {reason}",
+        path.display()
+    )]
+    SignerFailed {
+        /// The certificate file the key belongs to.
+        path: PathBuf,
+        /// What the signer reported.
+        reason: String,
+    },
+
+    /// A [`KeySigner`](crate::signer::KeySigner) signs with a key that is not the
+    /// certificate's.
+    #[error(
+        "{signer} does not hold the key of the certificate in {}: its test signature does \
+         not verify with the certificate's public key. Give the certificate issued for \
+         that key, or point at the key the certificate was made for",
+        cert.display()
+    )]
+    SignerKeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The signer, as it describes itself (`KeySigner::describe`).
+        signer: String,
+    },
+
+    /// A PKCS#11 token, key or module could not be used.
+    #[error("PKCS#11: {reason}")]
+    Pkcs11 {
+        /// What went wrong and how to fix it (module path, token, key label).
+        reason: String,
+    },
+
+    /// An SNI identity's certificate is not valid for the name it is to be served for.
+    #[error(
+        "the certificate in {} is configured for the server name {name:?} (SNI), but is not \
+         valid for it (its names: {}); issue it with `subjectAltName=DNS:{name}`, or \
+         configure it under one of its names",
+        path.display(), list_or_none(names)
+    )]
+    SniNameMismatch {
+        /// The certificate (or PKCS#12) file.
+        path: PathBuf,
+        /// The SNI name it was configured for.
+        name: String,
+        /// The DNS and IP names of the certificate.
+        names: Vec<String>,
+    },
+
+    /// The same SNI name was given twice, or a name is not a DNS name.
+    #[error(
+        "the SNI name {name:?} {reason}; give each server name once, as a DNS name \
+         (`api.example.com`, or `*.example.com` for one label)"
+    )]
+    InvalidSniName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A PKCS#12 identity holds a key but no certificate for it.
+    #[error(
+        "no certificate in {} matches its private key; export the key with its own \
+         certificate: `openssl pkcs12 -export -in cert.pem -inkey key.pem -certfile \
+         chain.pem -out {}`",
+        path.display(), path.display()
+    )]
+    Pkcs12NoMatchingCertificate {
         /// The file.
         path: PathBuf,
     },
@@ -538,6 +677,14 @@ impl Error {
             | Self::NoPrivateKey { path, .. }
             | Self::MultipleKeys { path, .. }
             | Self::EncryptedKey { path }
+            | Self::WrongPassword { path, .. }
+            | Self::PasswordUnavailable { path, .. }
+            | Self::UnsupportedEncryption { path, .. }
+            | Self::Truncated { path, .. }
+            | Self::BadPkcs12 { path, .. }
+            | Self::Pkcs12NoMatchingCertificate { path }
+            | Self::SniNameMismatch { path, .. }
+            | Self::SignerFailed { path, .. }
             | Self::UnsupportedKey { path, .. }
             | Self::Expired { path, .. }
             | Self::NotYetValid { path, .. }
@@ -555,11 +702,14 @@ impl Error {
             | Self::CrlMissing { was: path, .. }
             | Self::Revoked { path, .. } => Some(path),
             Self::KeyMismatch { key, .. } => Some(key),
+            Self::SignerKeyMismatch { cert, .. } => Some(cert),
             #[cfg(feature = "watch")]
             Self::Watch { path, .. } => Some(path),
             Self::MissingIdentity { .. }
             | Self::MissingCa { .. }
             | Self::InvalidServerName { .. }
+            | Self::InvalidSniName { .. }
+            | Self::Pkcs11 { .. }
             | Self::ReloadCancelled
             | Self::ReloadPanicked { .. }
             | Self::MissingPolicy

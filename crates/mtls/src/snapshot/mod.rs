@@ -45,24 +45,22 @@ pub(crate) fn load_material(
     }
     let now = SystemTime::now();
     let cas = material::load_cas(&spec.cas, now)?;
-    let chain = match &spec.identity {
-        Some(paths) => crate::pem::load_certs(&paths.cert)?,
-        None => Vec::new(),
+    let raw = match &spec.identity {
+        Some(source) => Some(material::read_identity(
+            source,
+            &spec.key_password,
+            provider,
+        )?),
+        None => None,
     };
-    let crls = material::load_crls(
-        &spec.crls,
-        &cas,
-        &chain,
-        spec.revocation.enforce_expiry,
-        now,
-    )?;
+    let chain = raw.as_ref().map(|r| r.chain.as_slice()).unwrap_or_default();
+    let crls = material::load_crls(&spec.crls, &cas, chain, spec.revocation.enforce_expiry, now)?;
     if let Some(previous) = previous_crls {
         material::check_crl_progress(previous, &crls.info, &cas)?;
     }
-    let identity = match &spec.identity {
-        Some(paths) => Some(material::load_identity(
-            paths,
-            chain,
+    let identity = match raw {
+        Some(raw) => Some(material::load_identity(
+            raw,
             provider,
             IdentityChecks {
                 role,

@@ -36,7 +36,8 @@ pub enum ClientAuth {
 pub(crate) struct ServerSnapshot {
     pub(crate) generation: u64,
     pub(crate) trust: Arc<ClientTrust>,
-    pub(crate) key: Arc<CertifiedKey>,
+    /// The default identity and the ones chosen by SNI.
+    pub(crate) keys: Arc<Keys>,
     /// Resolver, verifier and session store of this snapshot.
     pub(crate) config: Arc<ServerConfig>,
     /// Shared by the snapshots of one trust epoch, and only by them.
@@ -100,12 +101,43 @@ impl Load for ServerLoader {
             cache: Default::default(),
             schemes: schemes(&self.provider),
         });
-        let key = identity.certified;
-        let certificates = crate::material::certificates_in_force(&key.cert, &cas.certs);
+        let mut certificates =
+            crate::material::certificates_in_force(&identity.certified.cert, &cas.certs);
+        // The identity reported (expiry warning, health): the one that expires first.
+        let mut first_expiry = (identity.subject.clone(), identity.not_after);
+        let mut by_name = std::collections::HashMap::new();
+        for (name, id) in &spec.sni {
+            let raw = crate::material::read_identity(&id.source, &id.key_password, &self.provider)?;
+            let path = raw.cert_path.clone();
+            let loaded = crate::material::load_identity(
+                raw,
+                &self.provider,
+                crate::material::IdentityChecks {
+                    role: Role::Server,
+                    cas: &cas,
+                    crls: &crls.ders,
+                    check_chain: spec.check_identity_chain,
+                    now: std::time::SystemTime::now(),
+                },
+            )?;
+            crate::material::check_sni_name(&loaded.certified.cert, name, &path)?;
+            certificates.extend(crate::material::certificates_in_force(
+                &loaded.certified.cert[..1],
+                &[],
+            ));
+            if loaded.not_after < first_expiry.1 {
+                first_expiry = (loaded.subject.clone(), loaded.not_after);
+            }
+            by_name.insert(name.clone(), loaded.certified);
+        }
+        let keys = Arc::new(Keys {
+            default: identity.certified,
+            by_name,
+        });
         let mut config = self
             .config_builder(spec)?
             .with_client_cert_verifier(trust.clone())
-            .with_cert_resolver(Arc::new(FixedKey(key.clone())));
+            .with_cert_resolver(Arc::new(SnapshotKeys(keys.clone())));
         config.alpn_protocols.clone_from(&spec.alpn);
         config.session_storage = sessions.clone();
         if spec.session_cache == 0 {
@@ -115,14 +147,14 @@ impl Load for ServerLoader {
             snapshot: ServerSnapshot {
                 generation,
                 trust,
-                key,
+                keys,
                 config: Arc::new(config),
                 sessions,
                 trust_key,
                 crls: crls.info.clone(),
             },
             crls: crls.info,
-            identity: Some((identity.subject, identity.not_after)),
+            identity: Some(first_expiry),
             cas: cas.info,
             certificates,
             trust_changed,
@@ -173,13 +205,44 @@ pub(crate) fn schemes(provider: &CryptoProvider) -> Vec<SignatureScheme> {
         .supported_schemes()
 }
 
-/// Serves one snapshot's certified key.
+/// A snapshot's identities: the default, and those chosen by the SNI name.
 #[derive(Debug)]
-struct FixedKey(Arc<CertifiedKey>);
+pub(crate) struct Keys {
+    pub(crate) default: Arc<CertifiedKey>,
+    /// Lower-case names; a `*.rest` key serves every `label.rest`.
+    pub(crate) by_name: std::collections::HashMap<String, Arc<CertifiedKey>>,
+}
 
-impl ResolvesServerCert for FixedKey {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+impl Keys {
+    /// The identity for the SNI name `name`: an exact entry, else a `*.` entry for its
+    /// parent domain, else the default (also for a client that sends no SNI).
+    pub(crate) fn pick(&self, name: Option<&str>) -> &Arc<CertifiedKey> {
+        let Some(name) = name else {
+            return &self.default;
+        };
+        if self.by_name.is_empty() {
+            return &self.default;
+        }
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(k) = self.by_name.get(&name) {
+            return k;
+        }
+        if let Some((_, parent)) = name.split_once('.')
+            && let Some(k) = self.by_name.get(&format!("*.{parent}"))
+        {
+            return k;
+        }
+        &self.default
+    }
+}
+
+/// Serves one snapshot's identities.
+#[derive(Debug)]
+struct SnapshotKeys(Arc<Keys>);
+
+impl ResolvesServerCert for SnapshotKeys {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.pick(hello.server_name()).clone())
     }
 }
 
@@ -188,8 +251,8 @@ impl ResolvesServerCert for FixedKey {
 pub(crate) struct Following(pub(crate) Arc<ArcSwap<ServerSnapshot>>);
 
 impl ResolvesServerCert for Following {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.load().key.clone())
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load().keys.pick(hello.server_name()).clone())
     }
 }
 
