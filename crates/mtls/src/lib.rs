@@ -33,6 +33,7 @@
 //! | `ring` | no | ring as the crypto provider (`--no-default-features --features ring`) |
 //! | `watch` | yes | file watching for hot reload ([`ReloadHandle::watch`]) |
 //! | `serde` | no | `Serialize` for [`PeerIdentity`] |
+//! | `fetch` | no | fetch CRLs from URLs and distribution points, OCSP (a plain-HTTP client; see [`revocation`]) |
 //!
 //! ## Errors
 //!
@@ -85,6 +86,7 @@
 //! | `material` | preflight checks run at build and reload (key matches certificate, EKU, chain, CRL signatures, dates) |
 //! | `snapshot` | the pure loaders: spec → one immutable snapshot per side (certified key, WebPki verifier, policy, generation, trust epoch, the rustls config bound to them) |
 //! | [`reload`] | publishes each new snapshot with one `ArcSwap` store, keeps the last good one, reports events; [`watch`](mod@watch) and SIGHUP trigger it |
+//! | [`revocation`] | fetched CRLs (URLs, distribution points) kept on disk as last good, OCSP: the design of where the network wait happens |
 //! | [`verify`] | the snapshot's verifiers: WebPki first, then the [`policy`]; rejection classes and their log events |
 //! | `cache` | per snapshot, the identities of the exact chains its verifier accepted |
 //! | [`acceptor`] | one server handshake with a timeout, then admission against the snapshot in force |
@@ -114,6 +116,7 @@ pub mod pem;
 pub mod policy;
 pub mod provider;
 pub mod reload;
+pub mod revocation;
 pub mod server;
 mod snapshot;
 mod spec;

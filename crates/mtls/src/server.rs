@@ -35,7 +35,7 @@ use crate::spec::{Spec, shared_setters};
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct ServerBuilder {
-    spec: Spec,
+    pub(crate) spec: Spec,
     client_auth: ClientAuth,
     handshake_timeout: Duration,
     client_hello_timeout: Duration,
@@ -118,10 +118,15 @@ impl ServerBuilder {
         let config = reloader
             .loader()
             .following_config(&self.spec, reloader.current())?;
+        let handle = ReloadHandle::new(reloader.clone());
+        #[cfg(feature = "fetch")]
+        if self.spec.fetch.any() {
+            crate::revocation::crl::start(&self.spec.fetch, handle.downgrade())?;
+        }
         Ok(Server {
             current: reloader.current().clone(),
             config,
-            handle: ReloadHandle::new(reloader),
+            handle,
             handshake_timeout: self.handshake_timeout,
             client_hello_timeout: self.client_hello_timeout,
             observer: self.spec.observer,

@@ -49,8 +49,16 @@ pub(crate) fn load_material(
         Some(paths) => crate::pem::load_certs(&paths.cert)?,
         None => Vec::new(),
     };
+    if spec.fetch.from_dp {
+        for ca in &cas.certs {
+            spec.fetch.discovered.add_from(ca);
+        }
+    }
+    // Fetched CRLs (their last good copies on disk) first, then the configured files.
+    let mut crl_paths = spec.fetch.cached_crls(&cas.certs, &chain);
+    crl_paths.extend(spec.crls.iter().cloned());
     let crls = material::load_crls(
-        &spec.crls,
+        &crl_paths,
         &cas,
         &chain,
         spec.revocation.enforce_expiry,

@@ -99,6 +99,7 @@ impl Load for ServerLoader {
             mandatory: self.client_auth == ClientAuth::Required,
             cache: Default::default(),
             schemes: schemes(&self.provider),
+            discover: spec.fetch.from_dp.then(|| spec.fetch.discovered.clone()),
         });
         let key = identity.certified;
         let certificates = crate::material::certificates_in_force(&key.cert, &cas.certs);

@@ -148,6 +148,9 @@ pub(crate) struct ClientTrust {
     pub(crate) mandatory: bool,
     pub(crate) cache: IdentityCache,
     pub(crate) schemes: Vec<SignatureScheme>,
+    /// Where the CRL distribution points of the chains first seen go, when the server
+    /// follows them.
+    pub(crate) discover: Option<Arc<crate::revocation::Discovered>>,
 }
 
 impl ClientTrust {
@@ -160,10 +163,15 @@ impl ClientTrust {
     ) -> Result<Arc<PeerIdentity>, Refused> {
         match self.cache.get(leaf, intermediates, now) {
             Some(id) => Ok(id),
-            None => self
-                .cache
-                .insert(leaf, intermediates, self.generation)
-                .map_err(|e| unparseable("server", &e)),
+            None => {
+                if let Some(discover) = &self.discover {
+                    discover.add_from(leaf);
+                    intermediates.iter().for_each(|c| discover.add_from(c));
+                }
+                self.cache
+                    .insert(leaf, intermediates, self.generation)
+                    .map_err(|e| unparseable("server", &e))
+            }
         }
     }
 

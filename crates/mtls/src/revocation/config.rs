@@ -1,0 +1,178 @@
+//! What a builder collects about fetched revocation data, and the builder setters.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// The URLs a server fetches CRLs from and where it keeps them; part of the spec.
+#[derive(Debug, Clone)]
+pub(crate) struct Sources {
+    /// Configured CRL URLs.
+    pub(crate) crl_urls: Vec<String>,
+    /// Also fetch the distribution points of the CAs and of the certificates seen.
+    pub(crate) from_dp: bool,
+    /// Where fetched CRLs are kept as last good.
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Bounds of the refresh interval.
+    pub(crate) refresh: (Duration, Duration),
+    /// URLs found in distribution points (shared by every clone of the spec and by the
+    /// snapshots' verifiers, which add what they see).
+    pub(crate) discovered: Arc<Discovered>,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Self {
+            crl_urls: Vec::new(),
+            from_dp: false,
+            cache_dir: None,
+            refresh: (Duration::from_secs(60), Duration::from_secs(3600)),
+            discovered: Arc::default(),
+        }
+    }
+}
+
+/// Distribution-point URLs seen so far, and a wake-up for the fetcher when one is new.
+#[derive(Debug, Default)]
+pub(crate) struct Discovered {
+    urls: Mutex<BTreeSet<String>>,
+    pub(crate) notify: tokio::sync::Notify,
+}
+
+/// At most this many distinct distribution-point URLs are followed: a peer cannot make
+/// the server fetch from arbitrary many places (each must still be in a certificate that
+/// chains to a configured CA).
+const MAX_DISCOVERED: usize = 64;
+
+impl Discovered {
+    pub(crate) fn urls(&self) -> Vec<String> {
+        self.lock().iter().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.urls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds the distribution points of `cert`; wakes the fetcher when one is new.
+    pub(crate) fn add_from(&self, cert: &CertificateDer<'_>) {
+        let found = super::dp::crl_urls(cert.as_ref());
+        if found.is_empty() {
+            return;
+        }
+        let mut urls = self.lock();
+        let mut new = false;
+        for url in found {
+            if urls.len() >= MAX_DISCOVERED {
+                break;
+            }
+            new |= urls.insert(url);
+        }
+        drop(urls);
+        if new {
+            self.notify.notify_one();
+        }
+    }
+}
+
+impl Sources {
+    /// Whether anything is fetched.
+    pub(crate) fn any(&self) -> bool {
+        !self.crl_urls.is_empty() || self.from_dp
+    }
+
+    /// The cached CRL files to load beside the configured ones: those in the cache
+    /// directory whose issuer is one of `cas` or of the intermediates of this side's own
+    /// chain, as for CRL files (a CRL of a CA no longer configured is skipped, so dropping
+    /// a CA does not make every reload fail).
+    pub(crate) fn cached_crls(
+        &self,
+        cas: &[CertificateDer<'static>],
+        own_chain: &[CertificateDer<'static>],
+    ) -> Vec<PathBuf> {
+        let Some(dir) = &self.cache_dir else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let subjects: Vec<Vec<u8>> = cas
+            .iter()
+            .chain(own_chain.iter().skip(1))
+            .filter_map(|c| X509Certificate::from_der(c.as_ref()).ok())
+            .map(|(_, c)| c.subject().as_raw().to_vec())
+            .collect();
+        let mut out: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "crl"))
+            .filter(|p| issued_by_one_of(p, &subjects))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+fn issued_by_one_of(path: &Path, subjects: &[Vec<u8>]) -> bool {
+    let Ok(der) = std::fs::read(path) else {
+        return false;
+    };
+    match x509_parser::parse_x509_crl(&der) {
+        Ok((_, crl)) => {
+            let issuer = crl.issuer().as_raw();
+            let known = subjects.iter().any(|s| s.as_slice() == issuer);
+            if !known {
+                tracing::info!(
+                    target: "mtls::revocation",
+                    file = %path.display(),
+                    issuer = %crl.issuer(),
+                    "skipping a cached CRL whose issuer is not a configured CA"
+                );
+            }
+            known
+        }
+        Err(e) => {
+            tracing::warn!(
+                target: "mtls::revocation",
+                file = %path.display(),
+                error = %e,
+                "skipping a cached CRL that does not parse"
+            );
+            false
+        }
+    }
+}
+
+#[cfg(feature = "fetch")]
+impl crate::ServerBuilder {
+    /// Fetches a CRL from `url` (`http://`) in the background and keeps it fresh; see
+    /// [`revocation`](crate::revocation). May be called again. Needs
+    /// [`crl_cache_dir`](Self::crl_cache_dir), and `build` inside a tokio runtime.
+    pub fn crl_url(mut self, url: impl Into<String>) -> Self {
+        self.spec.fetch.crl_urls.push(url.into());
+        self
+    }
+
+    /// Also fetches the CRLs named by the CRL distribution points of the configured CAs
+    /// and of every client certificate verified; see [`revocation`](crate::revocation).
+    pub fn crl_from_distribution_points(mut self) -> Self {
+        self.spec.fetch.from_dp = true;
+        self
+    }
+
+    /// Where fetched CRLs are kept (created if missing); they are loaded from there at
+    /// the next start, so a restart during an outage still has them.
+    pub fn crl_cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spec.fetch.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Bounds of the CRL refresh interval (default 1 min … 1 h): a CRL is fetched again
+    /// after half the time left to its nextUpdate, within these bounds.
+    pub fn crl_refresh(mut self, min: Duration, max: Duration) -> Self {
+        self.spec.fetch.refresh = (min.min(max), max.max(min));
+        self
+    }
+}
