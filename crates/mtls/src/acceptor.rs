@@ -277,6 +277,35 @@ impl<E: IdentityExtractor> Acceptor<E> {
                 // completed, so there is no alert to wait for.
                 Ok(Ok(stream)) => {
                     let peer = self.peer(&stream, &used, remote_addr)?;
+                    // OCSP (feature `fetch`): boxed, and only when a status is not cached.
+                    #[cfg(feature = "fetch")]
+                    if let Some(pending) = self.ocsp_pending(&stream, &peer) {
+                        let reason = match tokio::time::timeout_at(deadline, pending).await {
+                            Ok(result) => result.err(),
+                            Err(_) => Some(Rejection::OcspUnavailable {
+                                reason: "no answer within the handshake timeout".to_owned(),
+                            }),
+                        };
+                        let reason = match reason {
+                            Some(Rejection::OcspUnavailable { reason })
+                                if self.current.load().trust.ocsp.as_ref().is_some_and(|c| {
+                                    c.ocsp.settings.failure == crate::revocation::OcspFailure::Soft
+                                }) =>
+                            {
+                                tracing::warn!(
+                                    target: "mtls::revocation",
+                                    reason = %reason,
+                                    "no OCSP answer; admitting the client (soft-fail)"
+                                );
+                                None
+                            }
+                            r => r,
+                        };
+                        if let Some(reason) = reason {
+                            log_rejection("server", &reason, peer.identity().map(|i| &**i));
+                            return Err(HandshakeError::Refused(reason));
+                        }
+                    }
                     return Ok((stream, peer));
                 }
                 Ok(Err(failed)) => failed,
@@ -344,6 +373,42 @@ impl<E: IdentityExtractor> Acceptor<E> {
             alpn,
             resumed,
         ))
+    }
+}
+
+#[cfg(feature = "fetch")]
+type Pending = std::pin::Pin<Box<dyn Future<Output = Result<(), Rejection>> + Send>>;
+
+impl<E: IdentityExtractor> Acceptor<E> {
+    /// The OCSP check a connection still needs (a status not cached), boxed so that a
+    /// connection whose statuses are cached carries nothing for it. Runs on resumed
+    /// sessions too: resumption never skips the OCSP check in force.
+    #[cfg(feature = "fetch")]
+    fn ocsp_pending<IO, P>(
+        &self,
+        stream: &TlsStream<IO>,
+        peer: &ConnectionInfo<P>,
+    ) -> Option<Pending> {
+        use crate::revocation::ocsp::Verdict;
+        let now = self.current.load();
+        let check = now.trust.ocsp.clone()?;
+        peer.identity()?;
+        let chain: Vec<rustls::pki_types::CertificateDer<'static>> = stream
+            .get_ref()
+            .1
+            .peer_certificates()?
+            .iter()
+            .map(|c| c.clone().into_owned())
+            .collect();
+        match check.cached(&chain) {
+            Verdict::Good => None,
+            Verdict::Revoked(serial) => {
+                Some(Box::pin(std::future::ready(Err(Rejection::Revoked {
+                    serial,
+                }))))
+            }
+            Verdict::Pending => Some(Box::pin(async move { check.admit(&chain).await })),
+        }
     }
 }
 

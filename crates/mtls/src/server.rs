@@ -100,7 +100,8 @@ impl ServerBuilder {
     ///   [`Error::WrongExtendedKeyUsage`], [`Error::UnknownIssuer`], [`Error::NotACa`],
     ///   [`Error::BadCrl`] …;
     /// - [`Error::NoCryptoProvider`], [`Error::Rustls`] for an impossible version set.
-    pub fn build(self) -> Result<Server> {
+    #[cfg_attr(not(feature = "fetch"), allow(unused_mut))]
+    pub fn build(mut self) -> Result<Server> {
         if self.spec.identity.is_none() {
             return Err(Error::MissingIdentity { role: Role::Server });
         }
@@ -114,6 +115,15 @@ impl ServerBuilder {
             provider: crate::provider::resolve(self.spec.provider.as_ref())?,
             client_auth: self.client_auth,
         };
+        #[cfg(feature = "fetch")]
+        {
+            self.spec.fetch.ocsp = self
+                .spec
+                .fetch
+                .ocsp_settings
+                .clone()
+                .map(|s| Arc::new(crate::revocation::ocsp::Ocsp::new(s)));
+        }
         let reloader = Reloader::start(loader, self.spec.clone())?;
         let config = reloader
             .loader()

@@ -22,6 +22,12 @@ pub(crate) struct Sources {
     /// URLs found in distribution points (shared by every clone of the spec and by the
     /// snapshots' verifiers, which add what they see).
     pub(crate) discovered: Arc<Discovered>,
+    /// OCSP for client certificates, as the builder set it.
+    #[cfg(feature = "fetch")]
+    pub(crate) ocsp_settings: Option<super::ocsp::Settings>,
+    /// The shared OCSP state, made by `build` from the settings.
+    #[cfg(feature = "fetch")]
+    pub(crate) ocsp: Option<Arc<super::ocsp::Ocsp>>,
 }
 
 impl Default for Sources {
@@ -32,6 +38,10 @@ impl Default for Sources {
             cache_dir: None,
             refresh: (Duration::from_secs(60), Duration::from_secs(3600)),
             discovered: Arc::default(),
+            #[cfg(feature = "fetch")]
+            ocsp_settings: None,
+            #[cfg(feature = "fetch")]
+            ocsp: None,
         }
     }
 }
@@ -174,5 +184,53 @@ impl crate::ServerBuilder {
     pub fn crl_refresh(mut self, min: Duration, max: Duration) -> Self {
         self.spec.fetch.refresh = (min.min(max), max.max(min));
         self
+    }
+
+    /// Checks each client certificate (or the whole chain) with OCSP; see
+    /// [`revocation`](crate::revocation) for where the check runs and what a first sight
+    /// costs. The responder is the one in the certificate's authority information access
+    /// unless [`ocsp_responder`](Self::ocsp_responder) overrides it.
+    pub fn ocsp(mut self, mode: crate::revocation::OcspMode) -> Self {
+        self.ocsp_settings().mode = mode;
+        self
+    }
+
+    /// What to do without a verified OCSP answer (default soft-fail: admit and warn).
+    pub fn ocsp_failure(mut self, failure: crate::revocation::OcspFailure) -> Self {
+        self.ocsp_settings().failure = failure;
+        self
+    }
+
+    /// The OCSP responder to ask instead of the one each certificate names.
+    pub fn ocsp_responder(mut self, url: impl Into<String>) -> Self {
+        self.ocsp_settings().responder = Some(url.into());
+        self
+    }
+
+    /// How long the first sight of a certificate may wait for the responder (default
+    /// 2 s; the handshake timeout bounds it too).
+    pub fn ocsp_timeout(mut self, timeout: Duration) -> Self {
+        self.ocsp_settings().timeout = timeout;
+        self
+    }
+
+    /// Whether requests carry a nonce that the response must echo (default on).
+    pub fn ocsp_nonce(mut self, on: bool) -> Self {
+        self.ocsp_settings().nonce = on;
+        self
+    }
+
+    /// How long an answer is cached at most (default 1 h; it is never kept past its
+    /// nextUpdate). `Duration::ZERO` asks the responder at every connection.
+    pub fn ocsp_max_age(mut self, age: Duration) -> Self {
+        self.ocsp_settings().max_age = age;
+        self
+    }
+
+    fn ocsp_settings(&mut self) -> &mut super::ocsp::Settings {
+        self.spec
+            .fetch
+            .ocsp_settings
+            .get_or_insert_with(Default::default)
     }
 }

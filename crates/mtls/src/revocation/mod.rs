@@ -96,5 +96,10 @@ pub(crate) mod crl;
 pub(crate) mod dp;
 #[cfg(feature = "fetch")]
 pub(crate) mod http;
+#[cfg(feature = "fetch")]
+pub(crate) mod ocsp;
+
+#[cfg(feature = "fetch")]
+pub use ocsp::{OcspFailure, OcspMode};
 
 pub(crate) use config::{Discovered, Sources};

@@ -100,6 +100,16 @@ impl Load for ServerLoader {
             cache: Default::default(),
             schemes: schemes(&self.provider),
             discover: spec.fetch.from_dp.then(|| spec.fetch.discovered.clone()),
+            #[cfg(feature = "fetch")]
+            ocsp: spec
+                .fetch
+                .ocsp
+                .clone()
+                .map(|ocsp| crate::revocation::ocsp::Check {
+                    ocsp,
+                    cas: Arc::new(cas.certs.clone()),
+                    random: self.provider.secure_random,
+                }),
         });
         let key = identity.certified;
         let certificates = crate::material::certificates_in_force(&key.cert, &cas.certs);
@@ -213,10 +223,35 @@ impl ClientCertVerifier for Following {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0
-            .load()
+        let snapshot = self.0.load();
+        let verified = snapshot
             .trust
-            .verify_client_cert(end_entity, intermediates, now)
+            .verify_client_cert(end_entity, intermediates, now)?;
+        // No acceptor follows this config: an OCSP status not cached is fetched in the
+        // background, and until then the failure mode decides.
+        #[cfg(feature = "fetch")]
+        if let Some(check) = &snapshot.trust.ocsp {
+            let mut chain = vec![end_entity.clone().into_owned()];
+            chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+            if check.cached(&chain) == crate::revocation::ocsp::Verdict::Pending {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let check = check.clone();
+                    rt.spawn(async move {
+                        let _ = check.admit(&chain).await;
+                    });
+                }
+                if check.ocsp.settings.failure == crate::revocation::OcspFailure::Hard {
+                    let reason = crate::Rejection::OcspUnavailable {
+                        reason: "not cached yet (fetching in the background)".to_owned(),
+                    };
+                    crate::verify::log_rejection("server", &reason, None);
+                    return Err(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::ApplicationVerificationFailure,
+                    ));
+                }
+            }
+        }
+        Ok(verified)
     }
 
     delegate_signature_checks!(self => self.0.load().trust, schemes: self.0.load().trust.schemes.clone());

@@ -151,6 +151,9 @@ pub(crate) struct ClientTrust {
     /// Where the CRL distribution points of the chains first seen go, when the server
     /// follows them.
     pub(crate) discover: Option<Arc<crate::revocation::Discovered>>,
+    /// OCSP for client certificates, when on.
+    #[cfg(feature = "fetch")]
+    pub(crate) ocsp: Option<crate::revocation::ocsp::Check>,
 }
 
 impl ClientTrust {
@@ -199,7 +202,33 @@ impl ClientTrust {
             }
         };
         authorize("server", &self.policy, &identity)?;
+        #[cfg(feature = "fetch")]
+        self.ocsp_cached(chain, &identity)?;
         Ok(identity)
+    }
+
+    /// Refuses a chain the OCSP cache knows to be revoked (no network).
+    #[cfg(feature = "fetch")]
+    pub(crate) fn ocsp_cached(
+        &self,
+        chain: &[CertificateDer<'_>],
+        identity: &PeerIdentity,
+    ) -> Result<crate::revocation::ocsp::Verdict, Refused> {
+        use crate::revocation::ocsp::Verdict;
+        let Some(check) = &self.ocsp else {
+            return Ok(Verdict::Good);
+        };
+        match check.cached(chain) {
+            Verdict::Revoked(serial) => {
+                let reason = Rejection::Revoked { serial };
+                log_rejection("server", &reason, Some(identity));
+                Err(Refused {
+                    alert: rustls::Error::InvalidCertificate(CertificateError::Revoked),
+                    reason,
+                })
+            }
+            verdict => Ok(verdict),
+        }
     }
 }
 
@@ -235,6 +264,13 @@ impl ClientCertVerifier for ClientTrust {
         }
         let identity = self.verified(end_entity, intermediates, now)?;
         authorize("server", &self.policy, &identity)?;
+        #[cfg(feature = "fetch")]
+        if self.ocsp.is_some() {
+            let mut chain = Vec::with_capacity(1 + intermediates.len());
+            chain.push(end_entity.clone());
+            chain.extend(intermediates.iter().cloned());
+            self.ocsp_cached(&chain, &identity)?;
+        }
         Ok(ClientCertVerified::assertion())
     }
 
