@@ -1,3 +1,4 @@
+#![cfg_attr(not(feature = "fetch"), allow(dead_code))]
 //! What a builder collects about fetched revocation data, and the builder setters.
 
 use std::collections::BTreeSet;
