@@ -2,7 +2,8 @@
 //! `openssl ca` database made at test time, our server on 127.0.0.1 (feature `fetch`).
 //!
 //! A good client is admitted; after `openssl ca -revoke` its next connection is refused
-//! with reason `revoked` (the cache bypassed with `ocsp_max_age(0)`); a cached answer
+//! with reason `revoked` (the cache bypassed with `ocsp_max_age(0)`), on a resumed
+//! session too (resumption never skips the check in force); a cached answer
 //! outlives the responder; with the responder stopped, hard-fail refuses a client never
 //! seen (`ocsp_unavailable`) and soft-fail admits it.
 
@@ -245,7 +246,8 @@ async fn serve(
                 match acceptor.accept(io).await {
                     Ok((mut stream, peer)) => {
                         let who = peer.identity().map(|i| i.subject().to_owned());
-                        let _ = tx.send(Ok(who.unwrap_or_default()));
+                        let kind = if peer.resumed() { "resumed" } else { "full" };
+                        let _ = tx.send(Ok(format!("{}|{kind}", who.unwrap_or_default())));
                         let _ = stream.write_all(b"hello\n").await;
                         let _ = stream.shutdown().await;
                     }
@@ -293,7 +295,13 @@ async fn openssl_ocsp_good_then_revoked_then_responder_down() {
     let alice = ca.client("alice");
     assert_eq!(
         verdict(&alice, addr, &mut rx).await,
-        Ok("CN=alice".to_owned())
+        Ok("CN=alice|full".to_owned())
+    );
+    // Alice's client resumes: the revocation below is then seen on a resumed session,
+    // which must not skip the OCSP check.
+    assert_eq!(
+        verdict(&alice, addr, &mut rx).await,
+        Ok("CN=alice|resumed".to_owned())
     );
 
     // Cached (default max age): the answer is reused once the responder is gone.
@@ -302,7 +310,7 @@ async fn openssl_ocsp_good_then_revoked_then_responder_down() {
     let carol = ca.client("carol");
     assert_eq!(
         verdict(&carol, caddr, &mut crx).await,
-        Ok("CN=carol".to_owned())
+        Ok("CN=carol|full".to_owned())
     );
 
     ca.revoke("alice");
@@ -334,11 +342,11 @@ async fn openssl_ocsp_good_then_revoked_then_responder_down() {
     let (saddr, mut srx, _stask) = serve(&soft).await;
     assert_eq!(
         verdict(&bob, saddr, &mut srx).await,
-        Ok("CN=bob".to_owned())
+        Ok("CN=bob|full".to_owned())
     );
-    // Carol's good answer is still cached by the hard-fail server.
+    // Carol's good answer is still cached by the hard-fail server (her client resumes).
     assert_eq!(
         verdict(&carol, caddr, &mut crx).await,
-        Ok("CN=carol".to_owned())
+        Ok("CN=carol|resumed".to_owned())
     );
 }
