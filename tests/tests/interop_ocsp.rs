@@ -67,6 +67,7 @@ impl OpensslCa {
              authorityInfoAccess = OCSP;URI:http://127.0.0.1:{port}\n\
              [server_ext]\nbasicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\n\
              extendedKeyUsage = serverAuth\nsubjectAltName = DNS:localhost\n\
+             authorityInfoAccess = OCSP;URI:http://127.0.0.1:{port}\n\
              [ocsp_ext]\nbasicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\n\
              extendedKeyUsage = critical,OCSPSigning\n",
             dir = d.display()
@@ -349,4 +350,73 @@ async fn openssl_ocsp_good_then_revoked_then_responder_down() {
         verdict(&carol, caddr, &mut crx).await,
         Ok("CN=carol|resumed".to_owned())
     );
+}
+
+/// `openssl s_client -status` against our server; its "Cert Status" line, if any.
+async fn s_client_status(ca: &OpensslCa, port: u16) -> Option<String> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-servername",
+                "localhost",
+                "-status",
+                "-CAfile",
+                "ca.crt",
+                "-cert",
+                "alice.crt",
+                "-key",
+                "alice.key",
+            ])
+            .current_dir(ca.dir.path())
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("openssl s_client hung")
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.trim_start().starts_with("Cert Status:"))
+        .map(|l| l.trim().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_client_sees_our_stapled_response_good_then_revoked() {
+    if !support::proc::require("openssl") {
+        return;
+    }
+    let ca = OpensslCa::new(&["alice"]);
+    let _responder = ca.responder().await;
+    let server = Server::builder()
+        .identity(ca.path("localhost.crt"), ca.path("localhost.key"))
+        .client_ca(ca.path("ca.crt"))
+        .policy(Policy::any_verified())
+        .staple_ocsp(None)
+        .staple_refresh(Duration::from_millis(200), Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let (addr, _rx, _task) = serve(&server).await;
+    let mut status = None;
+    for _ in 0..20 {
+        status = s_client_status(&ca, addr.port()).await;
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status.as_deref(), Some("Cert Status: good"));
+
+    ca.revoke("localhost");
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        status = s_client_status(&ca, addr.port()).await;
+        if status.as_deref() == Some("Cert Status: revoked") {
+            break;
+        }
+    }
+    assert_eq!(status.as_deref(), Some("Cert Status: revoked"));
 }

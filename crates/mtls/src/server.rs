@@ -123,12 +123,27 @@ impl ServerBuilder {
                 .ocsp_settings
                 .clone()
                 .map(|s| Arc::new(crate::revocation::ocsp::Ocsp::new(s)));
+            self.spec.fetch.stapler = self.spec.fetch.staple.clone().map(|(responder, refresh)| {
+                Arc::new(crate::revocation::staple::Stapler::new(
+                    responder,
+                    refresh,
+                    Duration::from_secs(10),
+                ))
+            });
         }
         let reloader = Reloader::start(loader, self.spec.clone())?;
         let config = reloader
             .loader()
             .following_config(&self.spec, reloader.current())?;
         let handle = ReloadHandle::new(reloader.clone());
+        #[cfg(feature = "fetch")]
+        if let Some(stapler) = &self.spec.fetch.stapler {
+            stapler.start(
+                reloader.current(),
+                self.spec.cas.clone(),
+                reloader.loader().provider.secure_random,
+            )?;
+        }
         #[cfg(feature = "fetch")]
         if self.spec.fetch.any() {
             crate::revocation::crl::start(&self.spec.fetch, handle.downgrade())?;

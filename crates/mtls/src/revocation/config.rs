@@ -29,6 +29,12 @@ pub(crate) struct Sources {
     /// The shared OCSP state, made by `build` from the settings.
     #[cfg(feature = "fetch")]
     pub(crate) ocsp: Option<Arc<super::ocsp::Ocsp>>,
+    /// Stapling of the server's own certificate: (responder override, refresh bounds).
+    #[cfg(feature = "fetch")]
+    pub(crate) staple: Option<(Option<String>, (Duration, Duration))>,
+    /// The stapler, made by `build`.
+    #[cfg(feature = "fetch")]
+    pub(crate) stapler: Option<Arc<super::staple::Stapler>>,
 }
 
 impl Default for Sources {
@@ -43,6 +49,10 @@ impl Default for Sources {
             ocsp_settings: None,
             #[cfg(feature = "fetch")]
             ocsp: None,
+            #[cfg(feature = "fetch")]
+            staple: None,
+            #[cfg(feature = "fetch")]
+            stapler: None,
         }
     }
 }
@@ -225,6 +235,30 @@ impl crate::ServerBuilder {
     /// nextUpdate). `Duration::ZERO` asks the responder at every connection.
     pub fn ocsp_max_age(mut self, age: Duration) -> Self {
         self.ocsp_settings().max_age = age;
+        self
+    }
+
+    /// Staples an OCSP response for the server's own certificate, fetched from the
+    /// responder its authority information access names (or `responder`), verified,
+    /// and refreshed in the background; see [`revocation`](crate::revocation).
+    pub fn staple_ocsp(mut self, responder: Option<String>) -> Self {
+        let refresh = self
+            .spec
+            .fetch
+            .staple
+            .as_ref()
+            .map_or((Duration::from_secs(60), Duration::from_secs(3600)), |s| {
+                s.1
+            });
+        self.spec.fetch.staple = Some((responder, refresh));
+        self
+    }
+
+    /// Bounds of the staple refresh interval (default 1 min … 1 h): half the time left
+    /// to the response's nextUpdate, within these bounds. Turns stapling on.
+    pub fn staple_refresh(mut self, min: Duration, max: Duration) -> Self {
+        let responder = self.spec.fetch.staple.take().and_then(|s| s.0);
+        self.spec.fetch.staple = Some((responder, (min.min(max), max.max(min))));
         self
     }
 

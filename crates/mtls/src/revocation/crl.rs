@@ -131,7 +131,10 @@ impl Task {
 }
 
 /// When to fetch again after a success: half the time left to nextUpdate, bounded.
-fn schedule(next_update: Option<SystemTime>, (min, max): (Duration, Duration)) -> Duration {
+pub(crate) fn schedule(
+    next_update: Option<SystemTime>,
+    (min, max): (Duration, Duration),
+) -> Duration {
     let left = next_update
         .and_then(|n| n.duration_since(SystemTime::now()).ok())
         .unwrap_or(Duration::ZERO);
@@ -139,7 +142,7 @@ fn schedule(next_update: Option<SystemTime>, (min, max): (Duration, Duration)) -
 }
 
 /// When to retry after `failures` failures in a row: min, doubling, up to max.
-fn backoff(failures: u32, (min, max): (Duration, Duration)) -> Duration {
+pub(crate) fn backoff(failures: u32, (min, max): (Duration, Duration)) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(16);
     min.saturating_mul(factor).min(max)
 }

@@ -98,6 +98,8 @@ pub(crate) mod dp;
 pub(crate) mod http;
 #[cfg(feature = "fetch")]
 pub(crate) mod ocsp;
+#[cfg(feature = "fetch")]
+pub(crate) mod staple;
 
 #[cfg(feature = "fetch")]
 pub use ocsp::{OcspFailure, OcspMode};

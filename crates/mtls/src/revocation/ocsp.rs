@@ -183,32 +183,57 @@ impl Ocsp {
                     .to_owned()
             })?,
         };
-        let id = cert_id(cert, issuer)?;
-        let nonce = if self.settings.nonce {
-            let mut n = [0u8; 16];
-            random
-                .fill(&mut n)
-                .map_err(|_| "no random bytes for the nonce".to_owned())?;
-            Some(n)
-        } else {
-            None
-        };
-        let request = encode_request(&id, nonce.as_ref())?;
-        let body = self
-            .fetcher
-            .post(
-                &url,
-                "application/ocsp-request",
-                request,
-                self.settings.timeout,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        verify_response(&body, &id, issuer, nonce.as_ref(), now)
+        let (status, next_update, _) = query(
+            &self.fetcher,
+            &url,
+            cert,
+            issuer,
+            self.settings.nonce,
+            random,
+            self.settings.timeout,
+            now,
+        )
+        .await?;
+        Ok((status, next_update))
     }
 }
 
-fn cert_id(cert: &X509Certificate<'_>, issuer: &X509Certificate<'_>) -> Result<CertId, String> {
+/// Asks `url` about `cert` (issued by `issuer`) and verifies the answer; returns the
+/// status, its nextUpdate and the response as received (for stapling).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn query(
+    fetcher: &Fetcher,
+    url: &str,
+    cert: &X509Certificate<'_>,
+    issuer: &X509Certificate<'_>,
+    nonce: bool,
+    random: &dyn SecureRandom,
+    timeout: Duration,
+    now: SystemTime,
+) -> Result<(Status, Option<SystemTime>, Vec<u8>), String> {
+    let id = cert_id(cert, issuer)?;
+    let nonce = if nonce {
+        let mut n = [0u8; 16];
+        random
+            .fill(&mut n)
+            .map_err(|_| "no random bytes for the nonce".to_owned())?;
+        Some(n)
+    } else {
+        None
+    };
+    let request = encode_request(&id, nonce.as_ref())?;
+    let body = fetcher
+        .post(url, "application/ocsp-request", request, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (status, next_update) = verify_response(&body, &id, issuer, nonce.as_ref(), now)?;
+    Ok((status, next_update, body.to_vec()))
+}
+
+pub(crate) fn cert_id(
+    cert: &X509Certificate<'_>,
+    issuer: &X509Certificate<'_>,
+) -> Result<CertId, String> {
     let err = |e: der::Error| format!("cannot encode the OCSP CertID: {e}");
     Ok(CertId {
         hash_algorithm: AlgorithmIdentifierOwned {

@@ -44,6 +44,9 @@ pub(crate) struct ServerSnapshot {
     trust_key: TrustKey,
     /// The CRLs in force, to refuse a reload that would roll them back.
     crls: Vec<CrlInfo>,
+    /// OCSP stapling of the key, when on.
+    #[cfg(feature = "fetch")]
+    pub(crate) stapler: Option<Arc<crate::revocation::staple::Stapler>>,
 }
 
 /// Loads server snapshots; holds what cannot change by reloading.
@@ -116,7 +119,11 @@ impl Load for ServerLoader {
         let mut config = self
             .config_builder(spec)?
             .with_client_cert_verifier(trust.clone())
-            .with_cert_resolver(Arc::new(FixedKey(key.clone())));
+            .with_cert_resolver(Arc::new(FixedKey(
+                key.clone(),
+                #[cfg(feature = "fetch")]
+                spec.fetch.stapler.clone(),
+            )));
         config.alpn_protocols.clone_from(&spec.alpn);
         config.session_storage = sessions.clone();
         if spec.session_cache == 0 {
@@ -131,6 +138,8 @@ impl Load for ServerLoader {
                 sessions,
                 trust_key,
                 crls: crls.info.clone(),
+                #[cfg(feature = "fetch")]
+                stapler: spec.fetch.stapler.clone(),
             },
             crls: crls.info,
             identity: Some((identity.subject, identity.not_after)),
@@ -184,12 +193,19 @@ pub(crate) fn schemes(provider: &CryptoProvider) -> Vec<SignatureScheme> {
         .supported_schemes()
 }
 
-/// Serves one snapshot's certified key.
+/// Serves one snapshot's certified key (stapled, when stapling is on).
 #[derive(Debug)]
-struct FixedKey(Arc<CertifiedKey>);
+struct FixedKey(
+    Arc<CertifiedKey>,
+    #[cfg(feature = "fetch")] Option<Arc<crate::revocation::staple::Stapler>>,
+);
 
 impl ResolvesServerCert for FixedKey {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        #[cfg(feature = "fetch")]
+        if let Some(stapler) = &self.1 {
+            return Some(stapler.staple(&self.0));
+        }
         Some(self.0.clone())
     }
 }
@@ -200,7 +216,12 @@ pub(crate) struct Following(pub(crate) Arc<ArcSwap<ServerSnapshot>>);
 
 impl ResolvesServerCert for Following {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.load().key.clone())
+        let snapshot = self.0.load();
+        #[cfg(feature = "fetch")]
+        if let Some(stapler) = &snapshot.stapler {
+            return Some(stapler.staple(&snapshot.key));
+        }
+        Some(snapshot.key.clone())
     }
 }
 
