@@ -409,6 +409,23 @@ async fn openssl_s_client_sees_our_stapled_response_good_then_revoked() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(status.as_deref(), Some("Cert Status: good"));
+    // Our client with must-staple accepts the good staple…
+    let must = Client::builder()
+        .identity(ca.path("alice.crt"), ca.path("alice.key"))
+        .ca(ca.path("ca.crt"))
+        .require_ocsp_staple()
+        .build()
+        .unwrap();
+    assert!(client_reads_hello(&must, addr).await);
+    // … and refuses a server that staples nothing.
+    let plain = Server::builder()
+        .identity(ca.path("localhost.crt"), ca.path("localhost.key"))
+        .client_ca(ca.path("ca.crt"))
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap();
+    let (plain_addr, _prx, _ptask) = serve(&plain).await;
+    assert!(!client_reads_hello(&must, plain_addr).await);
 
     ca.revoke("localhost");
     for _ in 0..20 {
@@ -419,4 +436,23 @@ async fn openssl_s_client_sees_our_stapled_response_good_then_revoked() {
         }
     }
     assert_eq!(status.as_deref(), Some("Cert Status: revoked"));
+    assert!(
+        !client_reads_hello(&must, addr).await,
+        "must-staple client accepted a revoked staple"
+    );
+}
+
+/// Whether `client` completes a handshake with the server at `addr` and reads its hello.
+async fn client_reads_hello(client: &Client, addr: std::net::SocketAddr) -> bool {
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut tls = client
+            .connect(&format!("localhost:{}", addr.port()))
+            .await
+            .ok()?;
+        let mut out = String::new();
+        tls.read_to_string(&mut out).await.ok()?;
+        Some(out)
+    })
+    .await;
+    matches!(got, Ok(Some(out)) if out == "hello\n")
 }

@@ -35,6 +35,8 @@ pub(crate) struct Sources {
     /// The stapler, made by `build`.
     #[cfg(feature = "fetch")]
     pub(crate) stapler: Option<Arc<super::staple::Stapler>>,
+    /// Client: the server must staple a good OCSP response.
+    pub(crate) require_staple: bool,
 }
 
 impl Default for Sources {
@@ -53,6 +55,7 @@ impl Default for Sources {
             staple: None,
             #[cfg(feature = "fetch")]
             stapler: None,
+            require_staple: false,
         }
     }
 }
@@ -267,5 +270,19 @@ impl crate::ServerBuilder {
             .fetch
             .ocsp_settings
             .get_or_insert_with(Default::default)
+    }
+}
+
+#[cfg(feature = "fetch")]
+impl crate::ClientBuilder {
+    /// Requires the server to staple an OCSP response for its certificate that verifies
+    /// (signed by its issuer or a delegated responder, about this certificate, current)
+    /// and says `good`; otherwise the handshake fails (reason `ocsp_unavailable`, or
+    /// `revoked`). Like TLS Feature "must-staple" (RFC 7633), but asked by the client.
+    /// Turns session resumption off: a resumed session carries no stapled response, so
+    /// every connection is a full handshake that sees a current one.
+    pub fn require_ocsp_staple(mut self) -> Self {
+        self.spec.fetch.require_staple = true;
+        self
     }
 }

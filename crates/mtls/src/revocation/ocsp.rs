@@ -551,3 +551,41 @@ impl Check {
         Ok(())
     }
 }
+
+/// Checks the OCSP response a server stapled for `leaf` (must-staple on the client):
+/// present, signed by the issuer (found among `intermediates` and `cas`) or its
+/// delegated responder, about this certificate, current, and `good`.
+pub(crate) fn check_staple(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    cas: &[CertificateDer<'static>],
+    response: &[u8],
+    now: SystemTime,
+) -> Result<(), Rejection> {
+    let unavailable = |reason: String| Rejection::OcspUnavailable { reason };
+    if response.is_empty() {
+        return Err(unavailable(
+            "the server stapled no OCSP response and one is required".to_owned(),
+        ));
+    }
+    let (_, cert) = X509Certificate::from_der(leaf.as_ref())
+        .map_err(|e| unavailable(format!("cannot parse the server certificate: {e}")))?;
+    let issuer = intermediates
+        .iter()
+        .map(|c| c.as_ref())
+        .chain(cas.iter().map(|c| c.as_ref()))
+        .filter_map(|c| X509Certificate::from_der(c).ok().map(|(_, c)| c))
+        .find(|c| {
+            c.subject().as_raw() == cert.issuer().as_raw()
+                && cert.verify_signature(Some(c.public_key())).is_ok()
+        })
+        .ok_or_else(|| unavailable("the server certificate's issuer is unknown".to_owned()))?;
+    let id = cert_id(&cert, &issuer).map_err(unavailable)?;
+    match verify_response(response, &id, &issuer, None, now).map_err(unavailable)? {
+        (Status::Good, _) => Ok(()),
+        (Status::Revoked, _) => Err(Rejection::Revoked {
+            serial: serial_hex(&cert),
+        }),
+        (Status::Unavailable(reason), _) => Err(unavailable(reason)),
+    }
+}

@@ -287,6 +287,9 @@ pub(crate) struct ServerTrust {
     pub(crate) webpki: Arc<dyn ServerCertVerifier>,
     pub(crate) policy: Option<Policy>,
     pub(crate) schemes: Vec<SignatureScheme>,
+    /// Must-staple: the CAs to find the server certificate's issuer among.
+    #[cfg(feature = "fetch")]
+    pub(crate) require_staple: Option<Arc<Vec<CertificateDer<'static>>>>,
 }
 
 impl ServerTrust {
@@ -300,8 +303,53 @@ impl ServerTrust {
         let Some((leaf, intermediates)) = chain.split_first() else {
             return Err(rustls::Error::NoCertificatesPresented);
         };
-        self.verify_server_cert(leaf, intermediates, server_name, &[], now)
-            .map(|_| ())
+        // The stapled response (when required) was checked during the handshake.
+        self.verify(leaf, intermediates, server_name, None, now)
+    }
+
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: Option<&[u8]>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let chain = || {
+            let mut chain = vec![end_entity.clone()];
+            chain.extend(intermediates.iter().cloned());
+            chain
+        };
+        if let Err(e) = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response.unwrap_or_default(),
+            now,
+        ) {
+            return Err(webpki_refused("client", e, &chain()).into());
+        }
+        #[cfg(feature = "fetch")]
+        if let (Some(cas), Some(response)) = (&self.require_staple, ocsp_response) {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.as_secs());
+            if let Err(reason) =
+                crate::revocation::ocsp::check_staple(end_entity, intermediates, cas, response, at)
+            {
+                let offered = PeerIdentity::from_parts(end_entity, intermediates).ok();
+                log_rejection("client", &reason, offered.as_ref());
+                let alert = match reason {
+                    Rejection::Revoked { .. } => CertificateError::Revoked,
+                    _ => CertificateError::InvalidOcspResponse,
+                };
+                return Err(rustls::Error::InvalidCertificate(alert));
+            }
+        }
+        if let Some(policy) = &self.policy {
+            let identity = PeerIdentity::from_parts(end_entity, intermediates)
+                .map_err(|e| unparseable("client", &e))?;
+            authorize("client", policy, &identity)?;
+        }
+        Ok(())
     }
 }
 
@@ -314,25 +362,13 @@ impl ServerCertVerifier for ServerTrust {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let chain = || {
-            let mut chain = vec![end_entity.clone()];
-            chain.extend(intermediates.iter().cloned());
-            chain
-        };
-        if let Err(e) = self.webpki.verify_server_cert(
+        self.verify(
             end_entity,
             intermediates,
             server_name,
-            ocsp_response,
+            Some(ocsp_response),
             now,
-        ) {
-            return Err(webpki_refused("client", e, &chain()).into());
-        }
-        if let Some(policy) = &self.policy {
-            let identity = PeerIdentity::from_parts(end_entity, intermediates)
-                .map_err(|e| unparseable("client", &e))?;
-            authorize("client", policy, &identity)?;
-        }
+        )?;
         Ok(ServerCertVerified::assertion())
     }
 
