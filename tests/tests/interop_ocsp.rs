@@ -152,10 +152,15 @@ impl OpensslCa {
         );
     }
 
-    /// `openssl ocsp` answering on the port the certificates name. Ready when it says
+    /// `openssl ocsp` answering on the port the certificates name, signing as `ocsp`.
+    async fn responder(&self) -> Child {
+        self.responder_signing_as("ocsp").await
+    }
+
+    /// `openssl ocsp` signing with `signer`'s certificate and key. Ready when it says
     /// so on stderr: a probe connection would wedge it (it serves one connection at a
     /// time and waits for the probe's request).
-    async fn responder(&self) -> Child {
+    async fn responder_signing_as(&self, signer: &str) -> Child {
         use tokio::io::AsyncBufReadExt;
         let mut child = Command::new("openssl")
             .args([
@@ -167,9 +172,9 @@ impl OpensslCa {
                 "-CA",
                 "ca.crt",
                 "-rsigner",
-                "ocsp.crt",
+                &format!("{signer}.crt"),
                 "-rkey",
-                "ocsp.key",
+                &format!("{signer}.key"),
                 "-nmin",
                 "5",
             ])
@@ -455,4 +460,21 @@ async fn client_reads_hello(client: &Client, addr: std::net::SocketAddr) -> bool
     })
     .await;
     matches!(got, Ok(Some(out)) if out == "hello\n")
+}
+
+/// A response signed by a certificate the CA issued without the OCSP-signing EKU (here
+/// a client certificate) is not believed: hard-fail refuses, whatever it says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_signed_without_the_ocsp_signing_eku_is_refused() {
+    if !support::proc::require("openssl") {
+        return;
+    }
+    let ca = OpensslCa::new(&["alice", "mallory"]);
+    let _responder = ca.responder_signing_as("mallory").await;
+    let server = ca.server(OcspFailure::Hard, Duration::ZERO);
+    let (addr, mut rx, _task) = serve(&server).await;
+    assert_eq!(
+        verdict(&ca.client("alice"), addr, &mut rx).await,
+        Err("ocsp_unavailable".to_owned())
+    );
 }

@@ -589,3 +589,62 @@ pub(crate) fn check_staple(
         (Status::Unavailable(reason), _) => Err(unavailable(reason)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn pair() -> (Vec<u8>, Vec<u8>) {
+        let pki = mtls_testing::TestPki::new();
+        let leaf = pki.intermediate.leaf("alice").client().build();
+        (leaf.cert_der(), pki.intermediate.cert_der())
+    }
+
+    #[test]
+    fn requests_carry_the_cert_id_and_the_nonce() {
+        let (leaf, issuer) = pair();
+        let (_, leaf) = X509Certificate::from_der(&leaf).unwrap();
+        let (_, issuer) = X509Certificate::from_der(&issuer).unwrap();
+        let id = cert_id(&leaf, &issuer).unwrap();
+        let der = encode_request(&id, Some(&[7; 16])).unwrap();
+        let parsed = OcspRequest::from_der(&der).unwrap();
+        assert!(same_cert_id(
+            &parsed.tbs_request.request_list[0].req_cert,
+            &id
+        ));
+        let ext = &parsed.tbs_request.request_extensions.unwrap()[0];
+        assert_eq!(ext.extn_id, NONCE);
+    }
+
+    #[test]
+    fn garbage_and_unsuccessful_responses_are_errors_not_panics() {
+        let (leaf, issuer) = pair();
+        let (_, leaf) = X509Certificate::from_der(&leaf).unwrap();
+        let (_, issuer) = X509Certificate::from_der(&issuer).unwrap();
+        let id = cert_id(&leaf, &issuer).unwrap();
+        let now = SystemTime::now();
+        for body in [&b""[..], b"\x30\x03\x0a\x01\x01", b"\x30\x80", &[0xff; 64]] {
+            assert!(verify_response(body, &id, &issuer, None, now).is_err());
+        }
+        // tryLater (3), no body.
+        let e = verify_response(b"\x30\x03\x0a\x01\x03", &id, &issuer, None, now);
+        assert!(e.unwrap_err().contains("TryLater"));
+    }
+
+    #[test]
+    fn a_cert_id_matches_regardless_of_serial_padding() {
+        let (leaf, issuer) = pair();
+        let (_, leaf) = X509Certificate::from_der(&leaf).unwrap();
+        let (_, issuer) = X509Certificate::from_der(&issuer).unwrap();
+        let a = cert_id(&leaf, &issuer).unwrap();
+        let mut b = a.clone();
+        b.issuer_key_hash = OctetString::new(vec![0; 32]).unwrap();
+        assert!(same_cert_id(&a, &a.clone()));
+        assert!(
+            !same_cert_id(&a, &b),
+            "another issuer key is another certificate"
+        );
+    }
+}
