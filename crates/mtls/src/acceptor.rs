@@ -401,36 +401,34 @@ impl<E: IdentityExtractor> Acceptor<E> {
         let now = self.current.load();
         let check = now.trust.ocsp.clone()?;
         peer.identity()?;
-        let chain: Vec<rustls::pki_types::CertificateDer<'static>> = stream
-            .get_ref()
-            .1
-            .peer_certificates()?
-            .iter()
-            .map(|c| c.clone().into_owned())
-            .collect();
-        match check.cached(&chain) {
+        let certs = stream.get_ref().1.peer_certificates()?;
+        match check.cached(certs) {
             Verdict::Good => None,
             Verdict::Revoked(serial) => {
                 Some(Box::pin(std::future::ready(Some(Rejection::Revoked {
                     serial,
                 }))))
             }
-            Verdict::Pending => Some(Box::pin(async move {
-                match tokio::time::timeout_at(deadline, check.admit(&chain)).await {
-                    Ok(result) => result.err(),
-                    Err(_) if check.ocsp.settings.failure == OcspFailure::Soft => {
-                        tracing::warn!(
-                            target: "mtls::revocation",
-                            "no OCSP answer within the handshake timeout; admitting the \
-                             client (soft-fail)"
-                        );
-                        None
+            Verdict::Pending => {
+                let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+                    certs.iter().map(|c| c.clone().into_owned()).collect();
+                Some(Box::pin(async move {
+                    match tokio::time::timeout_at(deadline, check.admit(&chain)).await {
+                        Ok(result) => result.err(),
+                        Err(_) if check.ocsp.settings.failure == OcspFailure::Soft => {
+                            tracing::warn!(
+                                target: "mtls::revocation",
+                                "no OCSP answer within the handshake timeout; admitting the \
+                                 client (soft-fail)"
+                            );
+                            None
+                        }
+                        Err(_) => Some(Rejection::OcspUnavailable {
+                            reason: "no answer within the handshake timeout".to_owned(),
+                        }),
                     }
-                    Err(_) => Some(Rejection::OcspUnavailable {
-                        reason: "no answer within the handshake timeout".to_owned(),
-                    }),
-                }
-            })),
+                }))
+            }
         }
     }
 }
