@@ -1,6 +1,7 @@
 //! CRLs fetched over HTTP (feature `fetch`), over real loopback TLS: from the
-//! distribution point in the client certificates, refreshed without touching the server,
-//! and from the on-disk last good copy when the URL is down at start.
+//! distribution point in the client certificates and in the CA certificates (configured,
+//! or sent in a client's chain), refreshed without touching the server, and from the
+//! on-disk last good copy when the URL is down at start.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -270,4 +271,103 @@ fn crl_urls_need_a_cache_directory_and_a_runtime() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("tokio runtime"), "{e}");
+}
+
+fn root_crl(root: &Ca, revoked: &[&[u8]], number: u64) -> Crl {
+    let now = OffsetDateTime::now_utc();
+    root.crl_with(
+        revoked,
+        now - time::Duration::minutes(2) + time::Duration::seconds(number as i64),
+        now + time::Duration::days(7),
+        number,
+    )
+}
+
+#[tokio::test]
+async fn the_distribution_point_of_a_configured_ca_is_fetched_at_load() {
+    let http = CrlServer::start().await;
+    let root = Ca::root("dp root");
+    // The intermediate names where its issuer's CRL (the root's) is published.
+    let intermediate = root.intermediate_with_crl_dp("dp intermediate", &http.url());
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("cas.pem"),
+        root.cert_pem() + &intermediate.cert_pem(),
+    )
+    .unwrap();
+    let server_leaf = root
+        .leaf("localhost")
+        .server()
+        .dns("localhost")
+        .build()
+        .write(d.path(), "server");
+    http.publish(&root_crl(&root, &[], 1));
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::builder()
+        .identity(&server_leaf.cert, &server_leaf.key)
+        .client_ca(d.path().join("cas.pem"))
+        .policy(Policy::any_verified())
+        .crl_from_distribution_points()
+        .crl_cache_dir(cache.path())
+        .build()
+        .unwrap();
+    // Before any client: the configured intermediate's distribution point was followed.
+    crls_in_force(&server, 1).await;
+    assert_eq!(http.hits(), 1);
+}
+
+#[tokio::test]
+async fn the_distribution_point_of_a_ca_in_a_client_chain_revokes_that_ca() {
+    let http = CrlServer::start().await;
+    let root = Ca::root("dp root");
+    let intermediate = root.intermediate_with_crl_dp("dp intermediate", &http.url());
+    let d = tempfile::tempdir().unwrap();
+    let server_leaf = root
+        .leaf("localhost")
+        .server()
+        .dns("localhost")
+        .build()
+        .write(d.path(), "server");
+    let alice = intermediate
+        .leaf("alice")
+        .client()
+        .build()
+        .write(d.path(), "alice");
+    let ca = root.write_cert(d.path(), "root.pem");
+    http.publish(&root_crl(&root, &[], 1));
+    let cache = tempfile::tempdir().unwrap();
+    let server = Server::builder()
+        .identity(&server_leaf.cert, &server_leaf.key)
+        .client_ca(&ca)
+        .policy(Policy::any_verified())
+        .revocation_check_whole_chain()
+        .allow_unknown_revocation_status()
+        .crl_from_distribution_points()
+        .crl_cache_dir(cache.path())
+        .crl_refresh(Duration::from_millis(200), Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let srv = serve(&server).await;
+    let client = Client::builder()
+        .identity(alice.cert, alice.key)
+        .ca(&ca)
+        .build()
+        .unwrap();
+    // Alice's chain carries the intermediate, whose distribution point is then fetched.
+    assert!(ask(&client, srv.addr).await.unwrap().contains("alice"));
+    crls_in_force(&server, 1).await;
+    // The root revokes the intermediate at that URL: its clients are refused.
+    http.publish(&root_crl(&root, &[&intermediate.serial()], 2));
+    let mut refused = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if ask(&client, srv.addr).await.is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(
+        refused,
+        "alice still admitted after her CA was revoked at its DP"
+    );
 }
