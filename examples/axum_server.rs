@@ -32,6 +32,8 @@ usage: axum_server --listen ADDR (--cert FILE --key FILE | --p12 FILE) [--passwo
                    (--allow SPEC [--allow SPEC]... | --allow-any)
                    [--crl FILE]... [--optional-client-auth] [--admin-cn NAME] [--watch]
                    [--metrics-listen ADDR]
+                   [--ocsp leaf|chain [--ocsp-fail soft|hard] [--ocsp-responder URL]]
+                   [--crl-url URL]... [--crl-from-dp] [--crl-cache-dir DIR] [--staple]
                    [--forwarded FORMAT[:HEADER] (--trusted-proxy POLICY | --trusted-proxy-net CIDR...)]
 
 An axum HTTPS server that requires client certificates (mutual TLS).
@@ -67,6 +69,19 @@ An axum HTTPS server that requires client certificates (mutual TLS).
                            (e.g. cn:edge-proxy); --allow must admit it too
   --trusted-proxy-net CIDR only from proxies in this network (repeatable), for proxies
                            without a client certificate
+  --ocsp leaf|chain        check client certificates with OCSP: the client's own (leaf)
+                           or it and the intermediates it sends (chain); the responder
+                           from each certificate's AIA; answers cached until nextUpdate
+  --ocsp-fail soft|hard    without an OCSP answer: admit and warn (soft, the default) or
+                           refuse (hard)
+  --ocsp-responder URL     ask this http:// responder instead of the certificates' AIA
+  --crl-url URL            fetch a CRL from this http:// URL and keep it fresh (repeatable)
+  --crl-from-dp            also fetch the CRL distribution points of the client CAs and of
+                           the client certificates seen
+  --crl-cache-dir DIR      where fetched CRLs are kept as last good (default
+                           .mtls-crl-cache), loaded at start when the URL is down
+  --staple                 staple an OCSP response for the server's own certificate (from
+                           the responder its AIA names), refreshed before nextUpdate
   -h, --help               show this help
 
 Routes:
@@ -195,6 +210,7 @@ async fn run(args: Args) -> ExitCode {
     for crl in &args.crls {
         builder = builder.crl(crl);
     }
+    builder = args.revocation.apply(builder);
     if metrics.is_some() {
         builder = builder.observer(mtls::metrics::MetricsObserver::new());
     }

@@ -181,6 +181,8 @@ async fn run(args: Args) -> ExitCode {
     for crl in &args.crls {
         builder = builder.crl(crl);
     }
+    // The shared revocation flags (see axum_server --help).
+    builder = args.revocation.apply(builder);
     if metrics.is_some() {
         builder = builder.observer(mtls::metrics::MetricsObserver::new());
     }

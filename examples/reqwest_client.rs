@@ -25,7 +25,9 @@ use mtls::Policy;
 use mtls_reqwest::classify;
 
 const USAGE: &str = "usage: reqwest_client (--cert FILE --key FILE | --p12 FILE) \
-                     [--password-file FILE] --ca FILE [--server-policy SPEC] URL";
+                     [--password-file FILE] --ca FILE [--server-policy SPEC] [--require-staple] \
+                     URL\n\
+                     --require-staple: the server must staple a verified, good OCSP response";
 
 #[derive(Debug)]
 enum Identity {
@@ -39,12 +41,14 @@ struct Args {
     password_file: Option<PathBuf>,
     ca: PathBuf,
     policy: Option<Policy>,
+    require_staple: bool,
     url: String,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let (mut cert, mut key, mut ca, mut policy, mut url) = (None, None, None, None, None);
     let (mut p12, mut password_file) = (None, None);
+    let mut require_staple = false;
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| {
             args.next()
@@ -63,6 +67,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                         .map_err(|e| format!("--server-policy {spec:?}: {e}"))?,
                 );
             }
+            "--require-staple" => require_staple = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             flag if flag.starts_with('-') => {
                 return Err(format!("unknown flag {flag}\n{USAGE}"));
@@ -89,6 +94,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         password_file,
         ca: ca.ok_or_else(|| missing("--ca"))?,
         policy,
+        require_staple,
         url: url.ok_or_else(|| missing("the URL"))?,
     })
 }
@@ -125,6 +131,9 @@ async fn run(args: Args) -> Result<(), String> {
     let mut builder = builder.ca(&args.ca);
     if let Some(policy) = args.policy {
         builder = builder.server_policy(policy);
+    }
+    if args.require_staple {
+        builder = builder.require_ocsp_staple();
     }
     let mtls = builder.build().map_err(|e| e.to_string())?;
     let http = mtls_reqwest::builder(&mtls)

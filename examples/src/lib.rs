@@ -31,6 +31,57 @@ pub mod server_args {
         /// `--forwarded FORMAT[:HEADER]` with `--trusted-proxy` / `--trusted-proxy-net`:
         /// take the client's identity from a trusted TLS-terminating proxy.
         pub forwarded: Option<mtls::forwarded::Forwarding>,
+        /// `--ocsp`, `--ocsp-fail`, `--ocsp-responder`, `--crl-url`, `--crl-from-dp`,
+        /// `--crl-cache-dir`, `--staple`: fresh revocation data.
+        pub revocation: RevocationArgs,
+    }
+
+    /// The revocation flags (see [`mtls::revocation`]).
+    #[derive(Debug, Default)]
+    pub struct RevocationArgs {
+        /// `--ocsp leaf|chain`.
+        pub ocsp: Option<mtls::revocation::OcspMode>,
+        /// `--ocsp-fail soft|hard` (default soft).
+        pub ocsp_fail: mtls::revocation::OcspFailure,
+        /// `--ocsp-responder URL`: instead of each certificate's AIA.
+        pub ocsp_responder: Option<String>,
+        /// `--crl-url URL`, repeatable.
+        pub crl_urls: Vec<String>,
+        /// `--crl-from-dp`.
+        pub crl_from_dp: bool,
+        /// `--crl-cache-dir DIR` (default `.mtls-crl-cache`).
+        pub crl_cache_dir: Option<PathBuf>,
+        /// `--staple`.
+        pub staple: bool,
+    }
+
+    impl RevocationArgs {
+        /// Applies the flags to a server builder.
+        pub fn apply(&self, mut builder: mtls::ServerBuilder) -> mtls::ServerBuilder {
+            if let Some(mode) = self.ocsp {
+                builder = builder.ocsp(mode).ocsp_failure(self.ocsp_fail);
+                if let Some(url) = &self.ocsp_responder {
+                    builder = builder.ocsp_responder(url);
+                }
+            }
+            for url in &self.crl_urls {
+                builder = builder.crl_url(url);
+            }
+            if self.crl_from_dp {
+                builder = builder.crl_from_distribution_points();
+            }
+            if !self.crl_urls.is_empty() || self.crl_from_dp {
+                let dir = self
+                    .crl_cache_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(".mtls-crl-cache"));
+                builder = builder.crl_cache_dir(dir);
+            }
+            if self.staple {
+                builder = builder.staple_ocsp(None);
+            }
+            builder
+        }
     }
 
     /// Where the server's identity comes from.
@@ -89,6 +140,8 @@ pub mod server_args {
         let mut forwarded = None;
         let mut trusted_proxy = None;
         let mut trusted_nets = Vec::new();
+        let mut revocation = RevocationArgs::default();
+        let mut ocsp_fail = None;
 
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -124,6 +177,30 @@ pub mod server_args {
                 "--forwarded" => forwarded = Some(value("a format such as nginx or xfcc")?),
                 "--trusted-proxy" => trusted_proxy = Some(value("a policy such as cn:edge-proxy")?),
                 "--trusted-proxy-net" => trusted_nets.push(value("a network such as 10.0.0.0/8")?),
+                "--ocsp" => {
+                    revocation.ocsp = Some(match value("leaf or chain")?.as_str() {
+                        "leaf" => mtls::revocation::OcspMode::Leaf,
+                        "chain" => mtls::revocation::OcspMode::Chain,
+                        other => return Err(format!("--ocsp {other}: expected leaf or chain")),
+                    })
+                }
+                "--ocsp-fail" => {
+                    ocsp_fail = Some(match value("soft or hard")?.as_str() {
+                        "soft" => mtls::revocation::OcspFailure::Soft,
+                        "hard" => mtls::revocation::OcspFailure::Hard,
+                        other => return Err(format!("--ocsp-fail {other}: expected soft or hard")),
+                    })
+                }
+                "--ocsp-responder" => revocation.ocsp_responder = Some(value("an http:// URL")?),
+                "--crl-url" => revocation.crl_urls.push(value("an http:// URL")?),
+                "--crl-cache-dir" => {
+                    revocation.crl_cache_dir = Some(PathBuf::from(value("a directory")?))
+                }
+                "--crl-from-dp" | "--staple" if inline.is_some() => {
+                    return Err(format!("{flag} takes no value"));
+                }
+                "--crl-from-dp" => revocation.crl_from_dp = true,
+                "--staple" => revocation.staple = true,
                 "--allow-any" | "--optional-client-auth" | "--watch" if inline.is_some() => {
                     return Err(format!("{flag} takes no value"));
                 }
@@ -176,6 +253,17 @@ pub mod server_args {
         };
         let admin_cn = admin_cn.unwrap_or_else(|| "admin".to_owned());
         let forwarded = forwarding(forwarded, trusted_proxy, trusted_nets)?;
+        if revocation.ocsp.is_none() && (ocsp_fail.is_some() || revocation.ocsp_responder.is_some())
+        {
+            return Err("--ocsp-fail and --ocsp-responder go with --ocsp leaf|chain".into());
+        }
+        revocation.ocsp_fail = ocsp_fail.unwrap_or_default();
+        if revocation.crl_cache_dir.is_some()
+            && revocation.crl_urls.is_empty()
+            && !revocation.crl_from_dp
+        {
+            return Err("--crl-cache-dir goes with --crl-url or --crl-from-dp".into());
+        }
         Ok(Parsed::Run(Box::new(ServerArgs {
             listen,
             identity,
@@ -188,6 +276,7 @@ pub mod server_args {
             watch,
             metrics_listen,
             forwarded,
+            revocation,
         })))
     }
 

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mtls_testing::TestPki;
-use support::{binary, curl, curl_ok, start};
+use support::{binary, curl, curl_ok, require, start};
 
 #[test]
 fn whoami_admin_and_anonymous_under_optional_client_auth() {
@@ -264,6 +264,15 @@ fn bad_flags_and_files_exit_2_with_a_message() {
     ]
     .concat();
     assert!(run_bad(&bad_net).contains("bad --trusted-proxy-net value"));
+    // Revocation flags.
+    let ocsp = [&any[..], &["--ocsp", "sometimes"]].concat();
+    assert!(run_bad(&ocsp).contains("expected leaf or chain"));
+    let fail_alone = [&any[..], &["--ocsp-fail", "hard"]].concat();
+    assert!(run_bad(&fail_alone).contains("go with --ocsp"));
+    let fail_bad = [&any[..], &["--ocsp", "leaf", "--ocsp-fail", "maybe"]].concat();
+    assert!(run_bad(&fail_bad).contains("expected soft or hard"));
+    let dir_alone = [&any[..], &["--crl-cache-dir", "/tmp/x"]].concat();
+    assert!(run_bad(&dir_alone).contains("--crl-url or --crl-from-dp"));
     let alone = [&any[..], &["--trusted-proxy", "cn:p"]].concat();
     assert!(run_bad(&alone).contains("go with --forwarded"));
     let missing = pki.path("missing.crt");
@@ -414,4 +423,85 @@ fn metrics_listen_serves_prometheus_metrics_and_healthz() {
         assert!(json["last_error"].is_null(), "{body}");
         assert!(json["earliest_expiry"]["not_after"].is_string(), "{body}");
     }
+}
+
+/// `--crl-url`: a CRL served by Python's http.server (revoking bob) is fetched at
+/// start and enforced; `--crl-cache-dir` keeps it.
+#[test]
+fn crl_url_fetches_a_crl_from_python_http_server() {
+    if !require("python3") {
+        return;
+    }
+    let pki = TestPki::new();
+    let (_, server) = pki.server("localhost");
+    let (_, alice) = pki.client("alice");
+    let (bob_leaf, bob) = pki.client("bob");
+    let ca = pki.ca_file();
+    let www = pki.path("www");
+    let cache = pki.path("crl-cache");
+    std::fs::create_dir(&www).unwrap();
+    std::fs::write(www.join("ca.crl"), pki.intermediate.crl(&[&bob_leaf]).pem()).unwrap();
+    let port = support::free_port();
+    let mut http = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&www)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/ca.crl");
+    // Python first, so that the server's first fetch (at start) finds it.
+    let up = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < up, "python3 -m http.server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let running = start(
+        "axum_server",
+        &[
+            "--cert",
+            server.cert.to_str().unwrap(),
+            "--key",
+            server.key.to_str().unwrap(),
+            "--client-ca",
+            ca.to_str().unwrap(),
+            "--allow-any",
+            "--crl-url",
+            &url,
+            "--crl-cache-dir",
+            cache.to_str().unwrap(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = curl(running.port, "/whoami", &ca, Some((&bob.cert, &bob.key)));
+        if !out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob still admitted: {url} not enforced"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _) = curl_ok(
+        running.port,
+        "/whoami",
+        &ca,
+        Some((&alice.cert, &alice.key)),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        1,
+        "the CRL is cached"
+    );
+    let _ = http.kill();
+    let _ = http.wait();
 }

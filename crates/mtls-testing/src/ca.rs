@@ -101,6 +101,49 @@ impl Ca {
         }
     }
 
+    /// Like [`Ca::intermediate`], with a CRL distribution point (a URI full name) in the
+    /// intermediate's certificate: where the CRL that covers *it* (its issuer's) is.
+    ///
+    /// # Panics
+    ///
+    /// Panics if rcgen fails to generate the key or certificate.
+    #[must_use]
+    pub fn intermediate_with_crl_dp(&self, common_name: &str, uri: &str) -> Self {
+        let mut params = ca_params(common_name);
+        params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+            uris: vec![uri.to_owned()],
+        }];
+        let key = KeyAlg::default().generate();
+        let cert = ok(
+            params.signed_by(&key, &self.issuer()),
+            "signing the intermediate CA",
+        );
+        let cert_der = cert.der().to_vec();
+        let mut chain_der = vec![cert_der.clone()];
+        chain_der.extend(self.chain_der.iter().cloned());
+        Self {
+            common_name: common_name.to_owned(),
+            params,
+            key,
+            cert_der,
+            chain_der,
+            root_der: Some(self.root_der().to_vec()),
+        }
+    }
+
+    /// This CA certificate's serial number (the DER INTEGER content bytes), for revoking
+    /// it in its issuer's CRL ([`Ca::crl_with`]).
+    #[must_use]
+    pub fn serial(&self) -> Vec<u8> {
+        let raw = self
+            .params
+            .serial_number
+            .as_ref()
+            .map(|s| s.to_bytes())
+            .unwrap_or_default();
+        crate::der::der_integer_content(&raw)
+    }
+
     /// An rcgen [`Issuer`] for this CA, to sign certificates built directly with rcgen.
     pub fn issuer(&self) -> Issuer<'_, &KeyPair> {
         Issuer::from_params(&self.params, &self.key)

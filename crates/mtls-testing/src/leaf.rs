@@ -33,6 +33,7 @@ impl Ca {
             is_ca: false,
             key_alg: KeyAlg::default(),
             serial: None,
+            crl_distribution_points: Vec::new(),
         }
     }
 }
@@ -57,6 +58,7 @@ pub struct LeafBuilder<'a> {
     is_ca: bool,
     key_alg: KeyAlg,
     serial: Option<u64>,
+    crl_distribution_points: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +73,13 @@ enum PendingSan {
 const MAX_ORG_UNITS: usize = 27;
 
 impl LeafBuilder<'_> {
+    /// Adds a CRL distribution point (a URI full name, e.g.
+    /// `http://127.0.0.1:8080/ca.crl`); may be repeated.
+    pub fn crl_distribution_point(mut self, uri: &str) -> Self {
+        self.crl_distribution_points.push(uri.to_owned());
+        self
+    }
+
     /// Adds a DNS SAN (may be repeated). Wildcards such as `*.example.com` are allowed.
     ///
     /// [`build`](Self::build) panics if the name is not ASCII.
@@ -224,6 +233,13 @@ impl LeafBuilder<'_> {
             None => random_serial(),
         };
         params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.crl_distribution_points = self
+            .crl_distribution_points
+            .iter()
+            .map(|uri| rcgen::CrlDistributionPoint {
+                uris: vec![uri.clone()],
+            })
+            .collect();
 
         let key = self.key_alg.generate();
         let cert = ok(

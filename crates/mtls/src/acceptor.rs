@@ -214,6 +214,16 @@ impl<E: IdentityExtractor> Acceptor<E> {
         // Boxed (only when observed): it lives across the handshake, in every
         // connection's future.
         let mut timing = self.observer.start(Side::Server).map(Box::new);
+        // With OCSP on (feature `fetch`), the handshake and the OCSP step run boxed: the
+        // step may hold the stream across a responder round trip, and connections of
+        // servers without OCSP should not carry room for that.
+        #[cfg(feature = "fetch")]
+        let result = if self.current.load().trust.ocsp.is_some() {
+            Box::pin(self.handshake_then_ocsp(io, remote_addr, &mut timing)).await
+        } else {
+            self.handshake(io, remote_addr, &mut timing).await
+        };
+        #[cfg(not(feature = "fetch"))]
         let result = self.handshake(io, remote_addr, &mut timing).await;
         // A refusal was reported before lingering (so its duration is the handshake's).
         if let Some(timing) = timing {
@@ -344,6 +354,82 @@ impl<E: IdentityExtractor> Acceptor<E> {
             alpn,
             resumed,
         ))
+    }
+}
+
+#[cfg(feature = "fetch")]
+type Pending = std::pin::Pin<Box<dyn Future<Output = Option<Rejection>> + Send>>;
+
+impl<E: IdentityExtractor> Acceptor<E> {
+    /// [`handshake`](Self::handshake), then the OCSP check of the client's chain.
+    #[cfg(feature = "fetch")]
+    async fn handshake_then_ocsp<IO>(
+        &self,
+        io: IO,
+        remote_addr: Option<std::net::SocketAddr>,
+        timing: &mut Option<Box<InFlight>>,
+    ) -> Result<(TlsStream<IO>, ConnectionInfo<E::Principal>), HandshakeError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let (stream, peer) = self.handshake(io, remote_addr, timing).await?;
+        match self.ocsp_pending(&stream, &peer, deadline) {
+            None => Ok((stream, peer)),
+            Some(pending) => match pending.await {
+                None => Ok((stream, peer)),
+                Some(reason) => {
+                    log_rejection("server", &reason, peer.identity().map(|i| &**i));
+                    Err(HandshakeError::Refused(reason))
+                }
+            },
+        }
+    }
+
+    /// The OCSP check a connection still needs (a status not cached), bounded by
+    /// `deadline`; it yields the reason to refuse, if any. Runs on resumed sessions too:
+    /// resumption never skips the OCSP check in force.
+    #[cfg(feature = "fetch")]
+    fn ocsp_pending<IO, P>(
+        &self,
+        stream: &TlsStream<IO>,
+        peer: &ConnectionInfo<P>,
+        deadline: tokio::time::Instant,
+    ) -> Option<Pending> {
+        use crate::revocation::OcspFailure;
+        use crate::revocation::ocsp::Verdict;
+        let now = self.current.load();
+        let check = now.trust.ocsp.clone()?;
+        peer.identity()?;
+        let certs = stream.get_ref().1.peer_certificates()?;
+        match check.cached(certs) {
+            Verdict::Good => None,
+            Verdict::Revoked(serial) => {
+                Some(Box::pin(std::future::ready(Some(Rejection::Revoked {
+                    serial,
+                }))))
+            }
+            Verdict::Pending => {
+                let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
+                    certs.iter().map(|c| c.clone().into_owned()).collect();
+                Some(Box::pin(async move {
+                    match tokio::time::timeout_at(deadline, check.admit(&chain)).await {
+                        Ok(result) => result.err(),
+                        Err(_) if check.ocsp.settings.failure == OcspFailure::Soft => {
+                            tracing::warn!(
+                                target: "mtls::revocation",
+                                "no OCSP answer within the handshake timeout; admitting the \
+                                 client (soft-fail)"
+                            );
+                            None
+                        }
+                        Err(_) => Some(Rejection::OcspUnavailable {
+                            reason: "no answer within the handshake timeout".to_owned(),
+                        }),
+                    }
+                }))
+            }
+        }
     }
 }
 

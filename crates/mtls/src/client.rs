@@ -38,7 +38,7 @@ use crate::spec::{Spec, shared_setters};
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
-    spec: Spec,
+    pub(crate) spec: Spec,
     server_name: Option<String>,
     connect_timeout: Duration,
 }

@@ -34,6 +34,7 @@
 //! | `watch` | yes | file watching for hot reload ([`ReloadHandle::watch`]) |
 //! | `serde` | no | `Serialize` for [`PeerIdentity`] |
 //! | `pkcs11` | no | `pkcs11::Pkcs11Key`: keys in a PKCS#11 token (HSM), through the [`signer`] hook |
+//! | `fetch` | no | fetch CRLs from URLs and distribution points, OCSP (a plain-HTTP client; see [`revocation`]) |
 //!
 //! ## Errors
 //!
@@ -87,6 +88,7 @@
 //! | `material` | preflight checks run at build and reload (key matches certificate, EKU, chain, CRL signatures, dates) |
 //! | `snapshot` | the pure loaders: spec → one immutable snapshot per side (certified key, WebPki verifier, policy, generation, trust epoch, the rustls config bound to them) |
 //! | [`reload`] | publishes each new snapshot with one `ArcSwap` store, keeps the last good one, reports events; [`watch`](mod@watch) and SIGHUP trigger it |
+//! | [`revocation`] | fetched CRLs (URLs, distribution points) kept on disk as last good, OCSP: the design of where the network wait happens |
 //! | [`verify`] | the snapshot's verifiers: WebPki first, then the [`policy`]; rejection classes and their log events |
 //! | `cache` | per snapshot, the identities of the exact chains its verifier accepted |
 //! | [`acceptor`] | one server handshake with a timeout, then admission against the snapshot in force |
@@ -119,6 +121,7 @@ pub mod pkcs11;
 pub mod policy;
 pub mod provider;
 pub mod reload;
+pub mod revocation;
 pub mod server;
 pub mod signer;
 mod snapshot;

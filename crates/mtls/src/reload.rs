@@ -419,9 +419,27 @@ pub struct ReloadHandle {
     inner: Arc<dyn Control>,
 }
 
+/// A [`ReloadHandle`] that does not keep its side alive (for background tasks that
+/// end with it).
+#[derive(Debug, Clone)]
+#[allow(dead_code)]
+pub(crate) struct WeakHandle(std::sync::Weak<dyn Control>);
+
+#[allow(dead_code)]
+impl WeakHandle {
+    pub(crate) fn upgrade(&self) -> Option<ReloadHandle> {
+        self.0.upgrade().map(|inner| ReloadHandle { inner })
+    }
+}
+
 impl ReloadHandle {
     pub(crate) fn new<L: Load>(reloader: Arc<Reloader<L>>) -> Self {
         Self { inner: reloader }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn downgrade(&self) -> WeakHandle {
+        WeakHandle(Arc::downgrade(&self.inner))
     }
 
     /// Reads every file again, validates the whole set and swaps it in. Blocks on file

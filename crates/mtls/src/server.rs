@@ -35,7 +35,7 @@ use crate::spec::{Spec, shared_setters};
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct ServerBuilder {
-    spec: Spec,
+    pub(crate) spec: Spec,
     client_auth: ClientAuth,
     handshake_timeout: Duration,
     client_hello_timeout: Duration,
@@ -131,6 +131,7 @@ impl ServerBuilder {
     ///   [`Error::WrongExtendedKeyUsage`], [`Error::UnknownIssuer`], [`Error::NotACa`],
     ///   [`Error::BadCrl`] …;
     /// - [`Error::NoCryptoProvider`], [`Error::Rustls`] for an impossible version set.
+    #[cfg_attr(not(feature = "fetch"), allow(unused_mut))]
     pub fn build(mut self) -> Result<Server> {
         if self.spec.identity.is_none() {
             return Err(Error::MissingIdentity { role: Role::Server });
@@ -146,14 +147,43 @@ impl ServerBuilder {
             provider: crate::provider::resolve(self.spec.provider.as_ref())?,
             client_auth: self.client_auth,
         };
+        #[cfg(feature = "fetch")]
+        {
+            self.spec.fetch.ocsp = self
+                .spec
+                .fetch
+                .ocsp_settings
+                .clone()
+                .map(|s| Arc::new(crate::revocation::ocsp::Ocsp::new(s)));
+            self.spec.fetch.stapler = self.spec.fetch.staple.clone().map(|(responder, refresh)| {
+                Arc::new(crate::revocation::staple::Stapler::new(
+                    responder,
+                    refresh,
+                    Duration::from_secs(10),
+                ))
+            });
+        }
         let reloader = Reloader::start(loader, self.spec.clone())?;
         let config = reloader
             .loader()
             .following_config(&self.spec, reloader.current())?;
+        let handle = ReloadHandle::new(reloader.clone());
+        #[cfg(feature = "fetch")]
+        if let Some(stapler) = &self.spec.fetch.stapler {
+            stapler.start(
+                reloader.current(),
+                self.spec.cas.clone(),
+                reloader.loader().provider.secure_random,
+            )?;
+        }
+        #[cfg(feature = "fetch")]
+        if self.spec.fetch.any() {
+            crate::revocation::crl::start(&self.spec.fetch, handle.downgrade())?;
+        }
         Ok(Server {
             current: reloader.current().clone(),
             config,
-            handle: ReloadHandle::new(reloader),
+            handle,
             handshake_timeout: self.handshake_timeout,
             client_hello_timeout: self.client_hello_timeout,
             observer: self.spec.observer,

@@ -174,6 +174,8 @@ pub(crate) struct Spec {
     pub(crate) expiry_warning: Duration,
     pub(crate) session_cache: usize,
     pub(crate) observer: crate::observe::Slot,
+    /// Fetched revocation data (see [`revocation`](crate::revocation)).
+    pub(crate) fetch: crate::revocation::Sources,
 }
 
 impl Default for Spec {
@@ -194,6 +196,7 @@ impl Default for Spec {
             expiry_warning: Duration::from_secs(14 * 24 * 3600),
             session_cache: 256,
             observer: crate::observe::Slot::default(),
+            fetch: crate::revocation::Sources::default(),
         }
     }
 }

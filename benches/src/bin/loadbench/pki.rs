@@ -61,6 +61,9 @@ fn p256(dir: &Path) {
     let root = Ca::root("mtls bench P-256 root");
     let intermediate = root.intermediate("mtls bench P-256 intermediate");
     root.write_cert(dir, "ca.crt");
+    // The OCSP responder of `mtls-hyper-ocsp` signs as the client's issuer.
+    intermediate.write_cert(dir, "intermediate.crt");
+    let _ = std::fs::write(dir.join("intermediate.key"), intermediate.key_pem());
     for name in ["server", "server2"] {
         intermediate
             .leaf("localhost")

@@ -61,10 +61,14 @@ pub(crate) enum ServerKind {
     /// `mtls-hyper` with the server key in a SoftHSM2 token (feature `pkcs11`,
     /// `identity_signer` with a `Pkcs11Key`): what signing in a PKCS#11 token costs.
     MtlsHyperPkcs11,
+    /// `mtls-hyper` with OCSP for client certificates on (`ocsp(Leaf)`, hard-fail), the
+    /// responder an `openssl ocsp` child over an index of the bench client: the first
+    /// connection fetches, every later one is answered from the cache.
+    MtlsHyperOcsp,
 }
 
 impl ServerKind {
-    pub(crate) const ALL: [Self; 10] = [
+    pub(crate) const ALL: [Self; 11] = [
         Self::Raw,
         Self::RawAxum,
         Self::MtlsHyper,
@@ -75,6 +79,7 @@ impl ServerKind {
         Self::Tonic,
         Self::MtlsTonic,
         Self::MtlsHyperPkcs11,
+        Self::MtlsHyperOcsp,
     ];
 
     /// What a run measures when `--servers` is not given.
@@ -101,6 +106,7 @@ impl ServerKind {
             Self::Tonic => "tonic",
             Self::MtlsTonic => "mtls-tonic",
             Self::MtlsHyperPkcs11 => "mtls-hyper-pkcs11",
+            Self::MtlsHyperOcsp => "mtls-hyper-ocsp",
         }
     }
 
@@ -112,7 +118,7 @@ impl ServerKind {
                 format!(
                     "unknown server {s:?}: expected one of raw, raw-axum, mtls-hyper, \
                      mtls-axum, mtls-axum-hyper, nginx, mtls-hyper-metrics, tonic, mtls-tonic, \
-                     mtls-hyper-pkcs11"
+                     mtls-hyper-pkcs11, mtls-hyper-ocsp"
                 )
                 .into()
             })
@@ -128,6 +134,7 @@ impl ServerKind {
                 | Self::MtlsHyperMetrics
                 | Self::MtlsTonic
                 | Self::MtlsHyperPkcs11
+                | Self::MtlsHyperOcsp
         )
     }
 
@@ -275,6 +282,24 @@ pub(crate) async fn serve(
                 .serve(hyper::service::service_fn(hello))
                 .await;
         }
+        ServerKind::MtlsHyperOcsp => {
+            let (_responder, url) = ocsp_responder(certs).await?;
+            let server = mtls::Server::builder()
+                .identity(certs.join("server.crt"), certs.join("server.key"))
+                .client_ca(certs.join("ca.crt"))
+                .policy(Policy::any_verified())
+                .alpn(mtls::HTTP_ALPN)
+                .session_cache(256)
+                .ocsp(mtls::revocation::OcspMode::Leaf)
+                .ocsp_failure(mtls::revocation::OcspFailure::Hard)
+                .ocsp_responder(url)
+                .build()?;
+            let listener = TlsListener::new(tcp, server.acceptor())?;
+            listening(addr)?;
+            mtls_hyper::HttpServer::new(listener)
+                .serve(hyper::service::service_fn(hello))
+                .await;
+        }
         ServerKind::Nginx => return Err("nginx is not served by this binary".into()),
     }
     Ok(())
@@ -348,6 +373,63 @@ fn install_recorder() -> Result<(), BoxError> {
         });
     }
     Ok(())
+}
+
+/// Starts `openssl ocsp` over an `openssl ca`-style index holding the bench client
+/// (status good), signing as the client's issuer (`intermediate.crt` / `.key`); returns
+/// the child (killed on drop) and its URL.
+async fn ocsp_responder(certs: &Path) -> Result<(tokio::process::Child, String), BoxError> {
+    use tokio::io::AsyncBufReadExt;
+    let chain = mtls::pem::load_certs(certs.join("client.crt"))?;
+    let client = mtls::PeerIdentity::from_chain(&chain)?;
+    let expiry = time::OffsetDateTime::from(client.not_after());
+    let index = format!(
+        "V\t{:02}{:02}{:02}{:02}{:02}{:02}Z\t\t{}\tunknown\t/CN=bench-client\n",
+        expiry.year() % 100,
+        u8::from(expiry.month()),
+        expiry.day(),
+        expiry.hour(),
+        expiry.minute(),
+        expiry.second(),
+        client.serial(),
+    );
+    std::fs::write(certs.join("ocsp-index.txt"), index)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = tokio::process::Command::new("openssl")
+        .args([
+            "ocsp",
+            "-index",
+            "ocsp-index.txt",
+            "-port",
+            &port.to_string(),
+        ])
+        .args(["-CA", "intermediate.crt", "-rsigner", "intermediate.crt"])
+        .args(["-rkey", "intermediate.key", "-nmin", "60"])
+        .current_dir(certs)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start openssl ocsp: {e}"))?;
+    let stderr = child.stderr.take().ok_or("openssl ocsp: no stderr")?;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    // Ready when it says so (a probe connection would wedge it).
+    let ready = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("waiting for OCSP client connections") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    if ready != Ok(true) {
+        return Err("openssl ocsp did not start".into());
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, format!("http://127.0.0.1:{port}")))
 }
 
 /// Whether an mtls server reports to a `MetricsObserver`.

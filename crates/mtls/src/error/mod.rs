@@ -69,6 +69,14 @@ pub enum Error {
         error: std::io::Error,
     },
 
+    /// Fetched revocation data (CRL URLs, distribution points, OCSP) is configured in a
+    /// way that cannot work; the message says how to fix it.
+    #[error("revocation: {reason}")]
+    Revocation {
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+
     /// The file is empty.
     #[error(
         "{} is empty: expected PEM data (\"-----BEGIN ...-----\") or DER. \
@@ -713,6 +721,7 @@ impl Error {
             | Self::ReloadCancelled
             | Self::ReloadPanicked { .. }
             | Self::MissingPolicy
+            | Self::Revocation { .. }
             | Self::NoCryptoProvider
             | Self::Policy(_)
             | Self::Rustls(_)

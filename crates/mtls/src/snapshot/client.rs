@@ -94,6 +94,11 @@ impl Load for ClientLoader {
             webpki: builder.build().map_err(Error::Verifier)?,
             policy: spec.policy.clone(),
             schemes: schemes(&self.provider),
+            #[cfg(feature = "fetch")]
+            require_staple: spec
+                .fetch
+                .require_staple
+                .then(|| Arc::new(cas.certs.clone())),
         });
         let info = identity.as_ref().map(|i| (i.subject.clone(), i.not_after));
         let key = identity.map(|i| i.certified);
@@ -105,7 +110,9 @@ impl Load for ClientLoader {
             .with_custom_certificate_verifier(trust.clone())
             .with_client_cert_resolver(Arc::new(FixedKey(key.clone())));
         config.alpn_protocols.clone_from(&spec.alpn);
-        config.resumption = if spec.session_cache == 0 {
+        // A resumed session carries no stapled response: must-staple means full
+        // handshakes, so that each connection sees a current one.
+        config.resumption = if spec.session_cache == 0 || spec.fetch.require_staple {
             Resumption::disabled()
         } else {
             Resumption::store(Arc::new(ClientSessionMemoryCache::new(spec.session_cache)))

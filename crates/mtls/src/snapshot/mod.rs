@@ -54,7 +54,21 @@ pub(crate) fn load_material(
         None => None,
     };
     let chain = raw.as_ref().map(|r| r.chain.as_slice()).unwrap_or_default();
-    let crls = material::load_crls(&spec.crls, &cas, chain, spec.revocation.enforce_expiry, now)?;
+    if spec.fetch.from_dp {
+        for ca in &cas.certs {
+            spec.fetch.discovered.add_from(ca);
+        }
+    }
+    // Fetched CRLs (their last good copies on disk) first, then the configured files.
+    let mut crl_paths = spec.fetch.cached_crls(&cas.certs, chain);
+    crl_paths.extend(spec.crls.iter().cloned());
+    let crls = material::load_crls(
+        &crl_paths,
+        &cas,
+        chain,
+        spec.revocation.enforce_expiry,
+        now,
+    )?;
     if let Some(previous) = previous_crls {
         material::check_crl_progress(previous, &crls.info, &cas)?;
     }

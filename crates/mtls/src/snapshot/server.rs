@@ -45,6 +45,9 @@ pub(crate) struct ServerSnapshot {
     trust_key: TrustKey,
     /// The CRLs in force, to refuse a reload that would roll them back.
     crls: Vec<CrlInfo>,
+    /// OCSP stapling of the key, when on.
+    #[cfg(feature = "fetch")]
+    pub(crate) stapler: Option<Arc<crate::revocation::staple::Stapler>>,
 }
 
 /// Loads server snapshots; holds what cannot change by reloading.
@@ -100,6 +103,17 @@ impl Load for ServerLoader {
             mandatory: self.client_auth == ClientAuth::Required,
             cache: Default::default(),
             schemes: schemes(&self.provider),
+            discover: spec.fetch.from_dp.then(|| spec.fetch.discovered.clone()),
+            #[cfg(feature = "fetch")]
+            ocsp: spec
+                .fetch
+                .ocsp
+                .clone()
+                .map(|ocsp| crate::revocation::ocsp::Check {
+                    ocsp,
+                    cas: Arc::new(cas.certs.clone()),
+                    random: self.provider.secure_random,
+                }),
         });
         let mut certificates =
             crate::material::certificates_in_force(&identity.certified.cert, &cas.certs);
@@ -137,7 +151,11 @@ impl Load for ServerLoader {
         let mut config = self
             .config_builder(spec)?
             .with_client_cert_verifier(trust.clone())
-            .with_cert_resolver(Arc::new(SnapshotKeys(keys.clone())));
+            .with_cert_resolver(Arc::new(SnapshotKeys(
+                keys.clone(),
+                #[cfg(feature = "fetch")]
+                spec.fetch.stapler.clone(),
+            )));
         config.alpn_protocols.clone_from(&spec.alpn);
         config.session_storage = sessions.clone();
         if spec.session_cache == 0 {
@@ -152,6 +170,8 @@ impl Load for ServerLoader {
                 sessions,
                 trust_key,
                 crls: crls.info.clone(),
+                #[cfg(feature = "fetch")]
+                stapler: spec.fetch.stapler.clone(),
             },
             crls: crls.info,
             identity: Some(first_expiry),
@@ -236,13 +256,22 @@ impl Keys {
     }
 }
 
-/// Serves one snapshot's identities.
+/// Serves one snapshot's identities (the default one stapled, when stapling is on: the
+/// stapler fetches for the default identity's certificate).
 #[derive(Debug)]
-struct SnapshotKeys(Arc<Keys>);
+struct SnapshotKeys(
+    Arc<Keys>,
+    #[cfg(feature = "fetch")] Option<Arc<crate::revocation::staple::Stapler>>,
+);
 
 impl ResolvesServerCert for SnapshotKeys {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.pick(hello.server_name()).clone())
+        let key = self.0.pick(hello.server_name());
+        #[cfg(feature = "fetch")]
+        if let Some(stapler) = &self.1 {
+            return Some(stapler.staple(key));
+        }
+        Some(key.clone())
     }
 }
 
@@ -252,7 +281,13 @@ pub(crate) struct Following(pub(crate) Arc<ArcSwap<ServerSnapshot>>);
 
 impl ResolvesServerCert for Following {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.load().keys.pick(hello.server_name()).clone())
+        let snapshot = self.0.load();
+        let key = snapshot.keys.pick(hello.server_name());
+        #[cfg(feature = "fetch")]
+        if let Some(stapler) = &snapshot.stapler {
+            return Some(stapler.staple(key));
+        }
+        Some(key.clone())
     }
 }
 
@@ -275,10 +310,35 @@ impl ClientCertVerifier for Following {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.0
-            .load()
+        let snapshot = self.0.load();
+        let verified = snapshot
             .trust
-            .verify_client_cert(end_entity, intermediates, now)
+            .verify_client_cert(end_entity, intermediates, now)?;
+        // No acceptor follows this config: an OCSP status not cached is fetched in the
+        // background, and until then the failure mode decides.
+        #[cfg(feature = "fetch")]
+        if let Some(check) = &snapshot.trust.ocsp {
+            let mut chain = vec![end_entity.clone().into_owned()];
+            chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+            if check.cached(&chain) == crate::revocation::ocsp::Verdict::Pending {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    let check = check.clone();
+                    rt.spawn(async move {
+                        let _ = check.admit(&chain).await;
+                    });
+                }
+                if check.ocsp.settings.failure == crate::revocation::OcspFailure::Hard {
+                    let reason = crate::Rejection::OcspUnavailable {
+                        reason: "not cached yet (fetching in the background)".to_owned(),
+                    };
+                    crate::verify::log_rejection("server", &reason, None);
+                    return Err(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::ApplicationVerificationFailure,
+                    ));
+                }
+            }
+        }
+        Ok(verified)
     }
 
     delegate_signature_checks!(self => self.0.load().trust, schemes: self.0.load().trust.schemes.clone());

@@ -148,6 +148,12 @@ pub(crate) struct ClientTrust {
     pub(crate) mandatory: bool,
     pub(crate) cache: IdentityCache,
     pub(crate) schemes: Vec<SignatureScheme>,
+    /// Where the CRL distribution points of the chains first seen go, when the server
+    /// follows them.
+    pub(crate) discover: Option<Arc<crate::revocation::Discovered>>,
+    /// OCSP for client certificates, when on.
+    #[cfg(feature = "fetch")]
+    pub(crate) ocsp: Option<crate::revocation::ocsp::Check>,
 }
 
 impl ClientTrust {
@@ -160,10 +166,15 @@ impl ClientTrust {
     ) -> Result<Arc<PeerIdentity>, Refused> {
         match self.cache.get(leaf, intermediates, now) {
             Some(id) => Ok(id),
-            None => self
-                .cache
-                .insert(leaf, intermediates, self.generation)
-                .map_err(|e| unparseable("server", &e)),
+            None => {
+                if let Some(discover) = &self.discover {
+                    discover.add_from(leaf);
+                    intermediates.iter().for_each(|c| discover.add_from(c));
+                }
+                self.cache
+                    .insert(leaf, intermediates, self.generation)
+                    .map_err(|e| unparseable("server", &e))
+            }
         }
     }
 
@@ -191,7 +202,33 @@ impl ClientTrust {
             }
         };
         authorize("server", &self.policy, &identity)?;
+        #[cfg(feature = "fetch")]
+        self.ocsp_cached(chain, &identity)?;
         Ok(identity)
+    }
+
+    /// Refuses a chain the OCSP cache knows to be revoked (no network).
+    #[cfg(feature = "fetch")]
+    pub(crate) fn ocsp_cached(
+        &self,
+        chain: &[CertificateDer<'_>],
+        identity: &PeerIdentity,
+    ) -> Result<crate::revocation::ocsp::Verdict, Refused> {
+        use crate::revocation::ocsp::Verdict;
+        let Some(check) = &self.ocsp else {
+            return Ok(Verdict::Good);
+        };
+        match check.cached(chain) {
+            Verdict::Revoked(serial) => {
+                let reason = Rejection::Revoked { serial };
+                log_rejection("server", &reason, Some(identity));
+                Err(Refused {
+                    alert: rustls::Error::InvalidCertificate(CertificateError::Revoked),
+                    reason,
+                })
+            }
+            verdict => Ok(verdict),
+        }
     }
 }
 
@@ -227,6 +264,13 @@ impl ClientCertVerifier for ClientTrust {
         }
         let identity = self.verified(end_entity, intermediates, now)?;
         authorize("server", &self.policy, &identity)?;
+        #[cfg(feature = "fetch")]
+        if self.ocsp.is_some() {
+            let mut chain = Vec::with_capacity(1 + intermediates.len());
+            chain.push(end_entity.clone());
+            chain.extend(intermediates.iter().cloned());
+            self.ocsp_cached(&chain, &identity)?;
+        }
         Ok(ClientCertVerified::assertion())
     }
 
@@ -243,6 +287,9 @@ pub(crate) struct ServerTrust {
     pub(crate) webpki: Arc<dyn ServerCertVerifier>,
     pub(crate) policy: Option<Policy>,
     pub(crate) schemes: Vec<SignatureScheme>,
+    /// Must-staple: the CAs to find the server certificate's issuer among.
+    #[cfg(feature = "fetch")]
+    pub(crate) require_staple: Option<Arc<Vec<CertificateDer<'static>>>>,
 }
 
 impl ServerTrust {
@@ -256,8 +303,53 @@ impl ServerTrust {
         let Some((leaf, intermediates)) = chain.split_first() else {
             return Err(rustls::Error::NoCertificatesPresented);
         };
-        self.verify_server_cert(leaf, intermediates, server_name, &[], now)
-            .map(|_| ())
+        // The stapled response (when required) was checked during the handshake.
+        self.verify(leaf, intermediates, server_name, None, now)
+    }
+
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: Option<&[u8]>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let chain = || {
+            let mut chain = vec![end_entity.clone()];
+            chain.extend(intermediates.iter().cloned());
+            chain
+        };
+        if let Err(e) = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response.unwrap_or_default(),
+            now,
+        ) {
+            return Err(webpki_refused("client", e, &chain()).into());
+        }
+        #[cfg(feature = "fetch")]
+        if let (Some(cas), Some(response)) = (&self.require_staple, ocsp_response) {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.as_secs());
+            if let Err(reason) =
+                crate::revocation::ocsp::check_staple(end_entity, intermediates, cas, response, at)
+            {
+                let offered = PeerIdentity::from_parts(end_entity, intermediates).ok();
+                log_rejection("client", &reason, offered.as_ref());
+                let alert = match reason {
+                    Rejection::Revoked { .. } => CertificateError::Revoked,
+                    _ => CertificateError::InvalidOcspResponse,
+                };
+                return Err(rustls::Error::InvalidCertificate(alert));
+            }
+        }
+        if let Some(policy) = &self.policy {
+            let identity = PeerIdentity::from_parts(end_entity, intermediates)
+                .map_err(|e| unparseable("client", &e))?;
+            authorize("client", policy, &identity)?;
+        }
+        Ok(())
     }
 }
 
@@ -270,25 +362,13 @@ impl ServerCertVerifier for ServerTrust {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let chain = || {
-            let mut chain = vec![end_entity.clone()];
-            chain.extend(intermediates.iter().cloned());
-            chain
-        };
-        if let Err(e) = self.webpki.verify_server_cert(
+        self.verify(
             end_entity,
             intermediates,
             server_name,
-            ocsp_response,
+            Some(ocsp_response),
             now,
-        ) {
-            return Err(webpki_refused("client", e, &chain()).into());
-        }
-        if let Some(policy) = &self.policy {
-            let identity = PeerIdentity::from_parts(end_entity, intermediates)
-                .map_err(|e| unparseable("client", &e))?;
-            authorize("client", policy, &identity)?;
-        }
+        )?;
         Ok(ServerCertVerified::assertion())
     }
 

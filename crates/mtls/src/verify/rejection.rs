@@ -38,6 +38,12 @@ pub enum Rejection {
     },
     /// No CRL covers the certificate's issuer while revocation checking is on.
     UnknownRevocationStatus,
+    /// OCSP is on with hard-fail and no verified OCSP answer could be had (responder
+    /// down, slow, answering `unknown`, or with a response that does not verify).
+    OcspUnavailable {
+        /// Why, for the log.
+        reason: String,
+    },
     /// The CRL that covers the certificate is past its nextUpdate, and CRL expiry is
     /// enforced (`enforce_crl_expiry`).
     CrlExpired {
@@ -180,7 +186,8 @@ impl Rejection {
     }
 
     /// A short, stable name for the class: `no_certificate`, `unknown_issuer`, `expired`,
-    /// `not_yet_valid`, `revoked`, `unknown_revocation_status`, `crl_expired`, `bad_eku`,
+    /// `not_yet_valid`, `revoked`, `unknown_revocation_status`, `ocsp_unavailable`,
+    /// `crl_expired`, `bad_eku`,
     /// `name_mismatch`, `bad_signature`, `unsupported_signature_algorithm`,
     /// `bad_encoding`, `unsupported_cert_version`, `unhandled_critical_extension`,
     /// `invalid_extension`, `ca_as_leaf`, `issuer_not_ca`, `name_constraint_violation`,
@@ -194,6 +201,7 @@ impl Rejection {
             Self::NotYetValid { .. } => "not_yet_valid",
             Self::Revoked { .. } => "revoked",
             Self::UnknownRevocationStatus => "unknown_revocation_status",
+            Self::OcspUnavailable { .. } => "ocsp_unavailable",
             Self::CrlExpired { .. } => "crl_expired",
             Self::BadExtendedKeyUsage => "bad_eku",
             Self::NameMismatch => "name_mismatch",
@@ -242,6 +250,11 @@ impl fmt::Display for Rejection {
             Self::UnknownRevocationStatus => f.write_str(
                 "no CRL covers the certificate's issuer; add that CA's CRL or allow unknown \
                  revocation status",
+            ),
+            Self::OcspUnavailable { reason } => write!(
+                f,
+                "no OCSP answer for the certificate and OCSP is hard-fail ({reason}); bring \
+                 the responder back, or use soft-fail"
             ),
             Self::CrlExpired { next_update } => {
                 f.write_str("the CRL for the certificate's issuer ")?;
