@@ -44,6 +44,24 @@ impl LoadedCas {
     }
 }
 
+/// The certificates of a CA file: PEM / DER, or a PKCS#12 trust bundle.
+pub(crate) fn ca_source_certs(source: &CaSource) -> Result<Vec<CertificateDer<'static>>> {
+    let path = &source.path;
+    match &source.pkcs12 {
+        None => crate::pem::load_certs(path),
+        Some(password) => {
+            let certs = crate::pkcs12::load(path, password)?.certs;
+            if certs.is_empty() {
+                return Err(Error::NoCertificate {
+                    path: path.clone(),
+                    hint: "; the PKCS#12 file holds no certificate",
+                });
+            }
+            Ok(certs)
+        }
+    }
+}
+
 /// Loads the CA files, checking that each holds CA certificates that have not all expired.
 pub(crate) fn load_cas(sources: &[CaSource], now: SystemTime) -> Result<LoadedCas> {
     let mut out = LoadedCas {
@@ -55,19 +73,7 @@ pub(crate) fn load_cas(sources: &[CaSource], now: SystemTime) -> Result<LoadedCa
     let mut roots = RootCertStore::empty();
     for source in sources {
         let path = &source.path;
-        let certs = match &source.pkcs12 {
-            None => crate::pem::load_certs(path)?,
-            Some(password) => {
-                let certs = crate::pkcs12::load(path, password)?.certs;
-                if certs.is_empty() {
-                    return Err(Error::NoCertificate {
-                        path: path.clone(),
-                        hint: "; the PKCS#12 file holds no certificate",
-                    });
-                }
-                certs
-            }
-        };
+        let certs = ca_source_certs(source)?;
         let mut expired = Vec::new();
         for (i, der) in certs.iter().enumerate() {
             let cert = parse(der, path, i + 1)?;

@@ -8,7 +8,6 @@
 //! changes the certificate is seen at the next round (at most the lower bound later):
 //! until then the new certificate is served without a staple, never with the old one's.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -67,7 +66,7 @@ impl Stapler {
     pub(crate) fn start(
         self: &Arc<Self>,
         current: &Arc<ArcSwap<ServerSnapshot>>,
-        cas: Vec<PathBuf>,
+        cas: Vec<crate::spec::CaSource>,
         random: &'static dyn SecureRandom,
     ) -> crate::Result<()> {
         let runtime =
@@ -112,7 +111,7 @@ impl Stapler {
         &self,
         fetcher: &Fetcher,
         key: &Arc<CertifiedKey>,
-        cas: &[PathBuf],
+        cas: &[crate::spec::CaSource],
         random: &'static dyn SecureRandom,
     ) -> Result<Option<SystemTime>, String> {
         let leaf_der = key.cert.first().ok_or("the server has no certificate")?;
@@ -120,8 +119,8 @@ impl Stapler {
             .map_err(|e| format!("cannot parse the server certificate: {e}"))?;
         let mut candidates: Vec<rustls::pki_types::CertificateDer<'static>> =
             key.cert.iter().skip(1).cloned().collect();
-        for path in cas {
-            if let Ok(certs) = crate::pem::load_certs(path) {
+        for source in cas {
+            if let Ok(certs) = crate::material::ca_source_certs(source) {
                 candidates.extend(certs);
             }
         }

@@ -62,13 +62,7 @@ pub(crate) fn load_material(
     // Fetched CRLs (their last good copies on disk) first, then the configured files.
     let mut crl_paths = spec.fetch.cached_crls(&cas.certs, chain);
     crl_paths.extend(spec.crls.iter().cloned());
-    let crls = material::load_crls(
-        &crl_paths,
-        &cas,
-        chain,
-        spec.revocation.enforce_expiry,
-        now,
-    )?;
+    let crls = material::load_crls(&crl_paths, &cas, chain, spec.revocation.enforce_expiry, now)?;
     if let Some(previous) = previous_crls {
         material::check_crl_progress(previous, &crls.info, &cas)?;
     }
