@@ -14,7 +14,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, RootCertStore};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::FromDer;
+use x509_parser::prelude::{FromDer, X509Name};
+use x509_parser::x509::X509Version;
 
 use crate::error::{Error, Result, Role, fmt_time};
 use crate::spec::{CaSource, IdentitySource};
@@ -77,7 +78,7 @@ pub(crate) fn load_cas(sources: &[CaSource], now: SystemTime) -> Result<LoadedCa
         let mut expired = Vec::new();
         for (i, der) in certs.iter().enumerate() {
             let cert = parse(der, path, i + 1)?;
-            let subject = cert.subject().to_string();
+            let subject = rfc4514(cert.subject());
             if let Ok(Some(bc)) = cert.basic_constraints()
                 && !bc.value.ca
             {
@@ -188,6 +189,12 @@ pub(crate) fn load_crls(
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
+            if parsed.version().is_none_or(|v| v != X509Version::V2) {
+                return Err(Error::CrlNotV2 {
+                    path: path.clone(),
+                    issuer: rfc4514(parsed.issuer()),
+                });
+            }
             let named: Vec<&X509Certificate<'_>> = issuers
                 .iter()
                 .filter(|ca| ca.subject().as_raw() == parsed.issuer().as_raw())
@@ -195,7 +202,7 @@ pub(crate) fn load_crls(
             if named.is_empty() {
                 return Err(Error::CrlIssuerUnknown {
                     path: path.clone(),
-                    issuer: parsed.issuer().to_string(),
+                    issuer: rfc4514(parsed.issuer()),
                     known_cas: cas.info.iter().map(|(s, _)| s.clone()).collect(),
                 });
             }
@@ -207,7 +214,7 @@ pub(crate) fn load_crls(
                          \"{}\" it names as issuer: it was not issued by that CA (or was \
                          altered). Generate it again with that CA's key \
                          (`openssl ca -gencrl -keyfile ca.key -cert ca.crt -out crl.pem`)",
-                        parsed.issuer()
+                        rfc4514(parsed.issuer())
                     ),
                 });
             }
@@ -218,7 +225,7 @@ pub(crate) fn load_crls(
                 if enforce_expiry {
                     return Err(Error::CrlExpired {
                         path: path.clone(),
-                        issuer: parsed.issuer().to_string(),
+                        issuer: rfc4514(parsed.issuer()),
                         next_update: next,
                     });
                 }
@@ -231,7 +238,7 @@ pub(crate) fn load_crls(
             }
             out.info.push(CrlInfo {
                 path: path.clone(),
-                issuer: parsed.issuer().to_string(),
+                issuer: rfc4514(parsed.issuer()),
                 issuer_rfc4514: crate::dn::Name::parse(parsed.issuer()).rfc4514,
                 issuer_raw: parsed.issuer().as_raw().to_vec(),
                 number: parsed.crl_number().cloned(),
@@ -456,7 +463,11 @@ pub(crate) fn load_identity(
         hint: "",
     })?;
     let leaf = parse(leaf_der, path, 1)?;
-    let subject = leaf.subject().to_string();
+    check_version(&leaf, path, 1)?;
+    for (i, der) in chain.iter().enumerate().skip(1) {
+        check_version(&parse(der, path, i + 1)?, path, i + 1)?;
+    }
+    let subject = rfc4514(leaf.subject());
     let not_after = to_system_time(leaf.validity().not_after.timestamp());
     let not_before = to_system_time(leaf.validity().not_before.timestamp());
 
@@ -469,6 +480,10 @@ pub(crate) fn load_identity(
                         key: key_path.clone(),
                     }
                 }
+                other if is_rsa_pss(&key_path) => Error::RsaPssKey {
+                    path: key_path.clone(),
+                    error: other,
+                },
                 other => Error::UnsupportedKey {
                     path: key_path.clone(),
                     error: other,
@@ -605,25 +620,32 @@ fn check_chain(
         .map(|_| ()),
     };
     let Err(err) = result else {
+        if checks.role == Role::Server {
+            warn_intermediate_only_in_cas(chain, checks, path);
+        }
         return Ok(());
     };
     let top = chain.last().unwrap_or(leaf);
     let top = parse(top, path, chain.len())?;
     match err {
-        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+        // A bad signature here is the same as an unknown issuer: the chain met a configured
+        // CA with its issuer's name but another key (two PKIs made by one script).
+        rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => {
             if chain.len() > 1 || top.subject().as_raw() == top.issuer().as_raw() {
                 tracing::debug!(
                     target: "mtls::material",
                     file = %path.display(),
-                    issuer = %top.issuer(),
+                    issuer = %rfc4514(top.issuer()),
                     "identity chain is issued by a CA that is not configured on this side; not checked"
                 );
                 return Ok(());
             }
             Err(Error::UnknownIssuer {
                 path: path.to_owned(),
-                subject: top.subject().to_string(),
-                issuer: top.issuer().to_string(),
+                subject: rfc4514(top.subject()),
+                issuer: rfc4514(top.issuer()),
                 known_cas: checks.cas.info.iter().map(|(s, _)| s.clone()).collect(),
             })
         }
@@ -631,7 +653,7 @@ fn check_chain(
             let leaf = parse(leaf, path, 1)?;
             Err(Error::Revoked {
                 path: path.to_owned(),
-                subject: leaf.subject().to_string(),
+                subject: rfc4514(leaf.subject()),
                 serial: crate::identity::format_serial(leaf.raw_serial()),
             })
         }
@@ -691,6 +713,42 @@ pub(crate) fn check_sni_name(
     })
 }
 
+/// The server's chain verified, but maybe only because its intermediate is among the
+/// *client* CAs (where it is a trust anchor for client certificates): the server then
+/// sends its leaf without it, and clients, which trust the root only, fail with "unable to
+/// get local issuer certificate". Warns when the top of the chain is issued by a
+/// configured CA that is not self-signed and is not in the chain.
+fn warn_intermediate_only_in_cas(
+    chain: &[CertificateDer<'static>],
+    checks: &IdentityChecks<'_>,
+    path: &Path,
+) {
+    let Some(Ok(top)) = chain.last().map(|c| parse(c, path, chain.len())) else {
+        return;
+    };
+    if top.subject().as_raw() == top.issuer().as_raw() {
+        return;
+    }
+    let issuer_is_intermediate_ca = checks.cas.certs.iter().any(|ca| {
+        parse(ca, path, 0).is_ok_and(|ca| {
+            ca.subject().as_raw() == top.issuer().as_raw()
+                && ca.subject().as_raw() != ca.issuer().as_raw()
+        })
+    });
+    if issuer_is_intermediate_ca {
+        tracing::warn!(
+            target: "mtls::material",
+            file = %path.display(),
+            issuer = %rfc4514(top.issuer()),
+            "the server certificate's issuer is an intermediate CA found only among the client \
+             CAs, so the server sends its certificate without it and clients that trust the \
+             root fail with \"unable to get local issuer certificate\"; append the \
+             intermediate's certificate to the certificate file, leaf first \
+             (`cat server.crt intermediate.crt > server-chain.crt`)"
+        );
+    }
+}
+
 fn first_name(cert: &X509Certificate<'_>) -> Option<ServerName<'static>> {
     let san = cert.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|n| match n {
@@ -735,6 +793,39 @@ fn eku_names(e: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> Vec<String> {
     }
     v.extend(e.other.iter().map(|o| o.to_id_string()));
     v
+}
+
+/// Whether the key file holds an RSA-PSS key (PKCS#8 with the `rsassaPss` algorithm),
+/// which the crypto providers cannot load.
+fn is_rsa_pss(path: &Path) -> bool {
+    const RSASSA_PSS: pkcs8::ObjectIdentifier =
+        pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+    let Ok(key) = crate::pem::load_key_with_password(path, &crate::Password::none()) else {
+        return false;
+    };
+    pkcs8::PrivateKeyInfo::try_from(key.secret_der())
+        .is_ok_and(|info| info.algorithm.oid == RSASSA_PSS)
+}
+
+/// A name as RFC 4514 writes it (`CN=…,O=…,C=US`), as `PeerIdentity::subject()` and the
+/// `subject:` / `issuer:` policies read it: one format in every message.
+pub(crate) fn rfc4514(name: &X509Name<'_>) -> String {
+    crate::dn::Name::parse(name).rfc4514
+}
+
+/// Refuses a certificate of the identity's own chain that is not X.509 v3: TLS
+/// libraries (WebPki among them) refuse v1 and v2, and rustls would report it as a key
+/// that "cannot be used".
+fn check_version(cert: &X509Certificate<'_>, path: &Path, index: usize) -> Result<()> {
+    if cert.version() == X509Version::V3 {
+        return Ok(());
+    }
+    Err(Error::NotX509V3 {
+        path: path.to_owned(),
+        index,
+        subject: rfc4514(cert.subject()),
+        version: cert.version().0 + 1,
+    })
 }
 
 pub(crate) fn parse<'a>(

@@ -142,6 +142,29 @@ pub enum Error {
         detail: String,
     },
 
+    /// A certificate of this side's own chain is X.509 version 1 (or 2): it has no
+    /// extensions, and TLS libraries refuse it.
+    #[error(
+        "certificate #{index} (\"{subject}\") in {} is an X.509 v{version} certificate (no \
+         extensions), which TLS libraries refuse. `openssl x509 -req` and `openssl ca` make \
+         v1 certificates when given no extensions: sign it again with `-extfile FILE` (or \
+         `-extensions SECTION`) giving basicConstraints, keyUsage, extendedKeyUsage and \
+         subjectAltName, e.g. `basicConstraints=CA:FALSE`, \
+         `keyUsage=digitalSignature,keyEncipherment`, `extendedKeyUsage=serverAuth` (or \
+         clientAuth) and `subjectAltName=DNS:your.host.name`",
+        path.display()
+    )]
+    NotX509V3 {
+        /// The file.
+        path: PathBuf,
+        /// Position of the certificate in the file, from 1.
+        index: usize,
+        /// The certificate's subject.
+        subject: String,
+        /// Its X.509 version (1 or 2).
+        version: u32,
+    },
+
     /// No private key was found in a file that must hold one.
     #[error(
         "{} holds no private key (no \"-----BEGIN PRIVATE KEY-----\", \"RSA PRIVATE KEY\" \
@@ -331,6 +354,23 @@ pub enum Error {
         error: rustls::Error,
     },
 
+    /// The private key is an RSA-PSS key (`openssl genpkey -algorithm RSA-PSS`), which the
+    /// crypto providers cannot load.
+    #[error(
+        "the private key in {} is an RSA-PSS key (PKCS#8 algorithm rsassaPss), which the \
+         crypto provider cannot load ({error}). Use a plain RSA key: make one with \
+         `openssl genrsa -out key.pem 2048` (or an EC key: `openssl ecparam -genkey -name \
+         prime256v1 -noout -out key.pem`) and issue the certificate again for it; RSA \
+         certificates still sign TLS 1.3 handshakes with RSA-PSS",
+        path.display()
+    )]
+    RsaPssKey {
+        /// The key file.
+        path: PathBuf,
+        /// What rustls reported (printed in the message, not returned by `source()`).
+        error: rustls::Error,
+    },
+
     /// The private key does not belong to the certificate.
     #[error(
         "the private key in {} does not match the certificate in {} (\"key values mismatch\"). \
@@ -432,7 +472,8 @@ pub enum Error {
          that file nor among the configured CAs ({}) (\"unable to get local issuer \
          certificate\"). If \"{issuer}\" is an intermediate CA, append its certificate to the \
          file, leaf first: `cat leaf.crt intermediate.crt > chain.crt`; otherwise configure \
-         the CA that issued it",
+         the CA that issued it (or, when the peers trust a CA this side is not given, turn \
+         this check off with `.check_identity_chain(false)`)",
         path.display(), list_or_none(known_cas)
     )]
     UnknownIssuer {
@@ -496,6 +537,22 @@ pub enum Error {
         path: PathBuf,
         /// Why, in words.
         reason: String,
+    },
+
+    /// A CRL is version 1: it has no extensions (no CRL number), and the verifier reads
+    /// only version 2 CRLs.
+    #[error(
+        "the CRL in {} (from \"{issuer}\") is a version 1 CRL, which the certificate \
+         verifier cannot read: `openssl ca -gencrl` writes version 1 when the CA has no \
+         CRL number. Create one (`echo 1000 > crlnumber` and `crlnumber = $dir/crlnumber` in \
+         the `[CA_default]` section of the CA's openssl.cnf) and generate the CRL again",
+        path.display()
+    )]
+    CrlNotV2 {
+        /// The CRL file.
+        path: PathBuf,
+        /// The CRL's issuer.
+        issuer: String,
     },
 
     /// A CRL's issuer is none of the configured CAs (nor a CA in this side's own chain), so
@@ -682,6 +739,9 @@ impl Error {
             | Self::BadPem { path, .. }
             | Self::NoCertificate { path, .. }
             | Self::BadCertificate { path, .. }
+            | Self::NotX509V3 { path, .. }
+            | Self::RsaPssKey { path, .. }
+            | Self::CrlNotV2 { path, .. }
             | Self::NoPrivateKey { path, .. }
             | Self::MultipleKeys { path, .. }
             | Self::EncryptedKey { path }

@@ -151,7 +151,7 @@ fn issued_by_one_of(path: &Path, subjects: &[Vec<u8>]) -> bool {
                 tracing::info!(
                     target: "mtls::revocation",
                     file = %path.display(),
-                    issuer = %crl.issuer(),
+                    issuer = %crate::material::rfc4514(crl.issuer()),
                     "skipping a cached CRL whose issuer is not a configured CA"
                 );
             }

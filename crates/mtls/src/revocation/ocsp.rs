@@ -541,7 +541,7 @@ impl Check {
                     OcspFailure::Hard => return Err(Rejection::OcspUnavailable { reason }),
                     OcspFailure::Soft => tracing::warn!(
                         target: "mtls::revocation",
-                        subject = %cert.subject(),
+                        subject = %crate::material::rfc4514(cert.subject()),
                         serial = serial_hex(&cert),
                         reason = %reason,
                         "no OCSP answer; admitting the client (soft-fail)"

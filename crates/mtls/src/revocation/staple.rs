@@ -138,7 +138,7 @@ impl Stapler {
                 format!(
                     "the issuer of the server certificate (\"{}\") is neither in its chain \
                      file nor a configured CA",
-                    leaf.issuer()
+                    crate::material::rfc4514(leaf.issuer())
                 )
             })?;
         let url = match &self.responder {

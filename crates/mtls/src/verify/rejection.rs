@@ -58,12 +58,18 @@ pub enum Rejection {
     BadSignature,
     /// A certificate in the chain is signed with an algorithm the verifier does not
     /// support (SHA-1, MD5, …), or one that does not fit the issuer's key type.
-    UnsupportedSignatureAlgorithm,
+    UnsupportedSignatureAlgorithm {
+        /// The algorithm, as OpenSSL names it (`sha1WithRSAEncryption`), when rustls
+        /// reported it.
+        algorithm: Option<String>,
+    },
     /// A certificate in the chain is not well-formed: invalid DER, trailing data, a
     /// misencoded serial number or date, or a signature algorithm that differs between the
     /// certificate body and its signature.
     BadEncoding,
-    /// A certificate in the chain is not X.509 version 3.
+    /// A certificate in the chain is not X.509 version 3: a v1 certificate (no
+    /// extensions), as `openssl x509 -req` and `openssl ca` make without an extensions
+    /// file. Class `x509_v1`.
     UnsupportedCertVersion,
     /// A certificate in the chain has an extension marked critical that the verifier
     /// does not understand.
@@ -141,11 +147,19 @@ impl Rejection {
                 Self::NameMismatch
             }
             CertificateError::BadSignature => Self::BadSignature,
-            CertificateError::UnsupportedSignatureAlgorithm
-            | CertificateError::UnsupportedSignatureAlgorithmContext { .. }
-            | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
-                Self::UnsupportedSignatureAlgorithm
+            CertificateError::UnsupportedSignatureAlgorithm => {
+                Self::UnsupportedSignatureAlgorithm { algorithm: None }
             }
+            CertificateError::UnsupportedSignatureAlgorithmContext {
+                signature_algorithm_id,
+                ..
+            }
+            | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext {
+                signature_algorithm_id,
+                ..
+            } => Self::UnsupportedSignatureAlgorithm {
+                algorithm: algorithm_name(signature_algorithm_id),
+            },
             CertificateError::BadEncoding => Self::BadEncoding,
             CertificateError::UnhandledCriticalExtension => Self::UnhandledCriticalExtension,
             CertificateError::ApplicationVerificationFailure => Self::ApplicationDenied,
@@ -189,7 +203,7 @@ impl Rejection {
     /// `not_yet_valid`, `revoked`, `unknown_revocation_status`, `ocsp_unavailable`,
     /// `crl_expired`, `bad_eku`,
     /// `name_mismatch`, `bad_signature`, `unsupported_signature_algorithm`,
-    /// `bad_encoding`, `unsupported_cert_version`, `unhandled_critical_extension`,
+    /// `bad_encoding`, `x509_v1`, `unhandled_critical_extension`,
     /// `invalid_extension`, `ca_as_leaf`, `issuer_not_ca`, `name_constraint_violation`,
     /// `path_len_constraint_violated`, `path_too_complex`, `unparseable`,
     /// `access_denied`, `policy`, `other`.
@@ -206,9 +220,9 @@ impl Rejection {
             Self::BadExtendedKeyUsage => "bad_eku",
             Self::NameMismatch => "name_mismatch",
             Self::BadSignature => "bad_signature",
-            Self::UnsupportedSignatureAlgorithm => "unsupported_signature_algorithm",
+            Self::UnsupportedSignatureAlgorithm { .. } => "unsupported_signature_algorithm",
             Self::BadEncoding => "bad_encoding",
-            Self::UnsupportedCertVersion => "unsupported_cert_version",
+            Self::UnsupportedCertVersion => "x509_v1",
             Self::UnhandledCriticalExtension => "unhandled_critical_extension",
             Self::InvalidExtension => "invalid_extension",
             Self::CaUsedAsLeaf => "ca_as_leaf",
@@ -274,21 +288,48 @@ impl fmt::Display for Rejection {
                 "certificate is not valid for the server name (subjectAltName does not match)",
             ),
             Self::BadSignature => f.write_str("a signature does not verify"),
-            Self::UnsupportedSignatureAlgorithm => f.write_str(
+            Self::UnsupportedSignatureAlgorithm { algorithm: None } => f.write_str(
                 "a certificate in the chain is signed with an unsupported algorithm (such as \
                  SHA-1 or MD5, or one that does not fit the issuer's key); sign it again with \
                  SHA-256 (`-sha256`)",
             ),
+            Self::UnsupportedSignatureAlgorithm {
+                algorithm: Some(name),
+            } => {
+                let weak = ["sha1", "SHA1", "md5", "md2", "MD5"]
+                    .iter()
+                    .any(|w| name.contains(w));
+                if weak {
+                    write!(
+                        f,
+                        "a certificate in the chain is signed with {name} ({}), which TLS \
+                         verifiers no longer accept; sign it again with SHA-256 (`-sha256`)",
+                        if name.to_ascii_lowercase().contains("md") {
+                            "MD5"
+                        } else {
+                            "SHA-1"
+                        }
+                    )
+                } else {
+                    write!(
+                        f,
+                        "a certificate in the chain is signed with {name}, which the verifier \
+                         does not support (or which does not fit the issuer's key type); sign \
+                         it again with SHA-256 and an RSA, ECDSA P-256/P-384 or Ed25519 key"
+                    )
+                }
+            }
             Self::BadEncoding => f.write_str(
                 "a certificate in the chain is malformed (invalid DER, trailing data, a \
                  misencoded serial or date, or mismatched signature algorithms); check it with \
                  `openssl x509 -noout -text` and issue it again",
             ),
             Self::UnsupportedCertVersion => f.write_str(
-                "a certificate in the chain is not X.509 version 3 (`openssl x509 -noout -text` \
-                 shows \"Version: 1\"): `openssl x509 -req` makes version 1 certificates unless \
-                 given `-extfile`; sign it again with an extension file (e.g. \
-                 `basicConstraints=CA:FALSE` and the `extendedKeyUsage` it needs)",
+                "a certificate in the chain is an X.509 v1 certificate (no extensions; \
+                 `openssl x509 -noout -text` shows \"Version: 1\"), which TLS libraries \
+                 refuse: `openssl x509 -req` and `openssl ca` make v1 certificates when given \
+                 no extensions; sign it again with `-extfile`/`-extensions` giving \
+                 basicConstraints, keyUsage, extendedKeyUsage and subjectAltName",
             ),
             Self::UnhandledCriticalExtension => f.write_str(
                 "a certificate in the chain has an extension marked critical that the verifier \
@@ -332,6 +373,19 @@ impl fmt::Display for Rejection {
             Self::Other(s) => write!(f, "{s}"),
         }
     }
+}
+
+/// The OpenSSL short name of a signature algorithm from the DER of its OID (what rustls
+/// reports: the OID's tag, length and value, maybe followed by parameters), or its dotted
+/// form.
+fn algorithm_name(id: &[u8]) -> Option<String> {
+    use x509_parser::asn1_rs::{FromDer, Oid};
+    let (_, oid) = Oid::from_der(id).ok()?;
+    Some(
+        x509_parser::objects::oid2sn(&oid, x509_parser::objects::oid_registry())
+            .map(str::to_owned)
+            .unwrap_or_else(|_| oid.to_id_string()),
+    )
 }
 
 fn fmt_unix(t: UnixTime) -> String {
@@ -378,16 +432,20 @@ mod tests {
                 cert(C::UnsupportedSignatureAlgorithm),
                 "unsupported_signature_algorithm",
             ),
+            (
+                cert(C::UnsupportedSignatureAlgorithmContext {
+                    signature_algorithm_id: vec![6, 9, 42, 134, 72, 134, 247, 13, 1, 1, 5],
+                    supported_algorithms: Vec::new(),
+                }),
+                "unsupported_signature_algorithm",
+            ),
             (cert(C::BadEncoding), "bad_encoding"),
             (
                 cert(C::UnhandledCriticalExtension),
                 "unhandled_critical_extension",
             ),
             (cert(C::ApplicationVerificationFailure), "access_denied"),
-            (
-                webpki(W::UnsupportedCertVersion),
-                "unsupported_cert_version",
-            ),
+            (webpki(W::UnsupportedCertVersion), "x509_v1"),
             (
                 webpki(W::UnsupportedCriticalExtension),
                 "unhandled_critical_extension",
@@ -488,14 +546,11 @@ mod tests {
             (Rejection::NameMismatch, "name_mismatch"),
             (Rejection::BadSignature, "bad_signature"),
             (
-                Rejection::UnsupportedSignatureAlgorithm,
+                Rejection::UnsupportedSignatureAlgorithm { algorithm: None },
                 "unsupported_signature_algorithm",
             ),
             (Rejection::BadEncoding, "bad_encoding"),
-            (
-                Rejection::UnsupportedCertVersion,
-                "unsupported_cert_version",
-            ),
+            (Rejection::UnsupportedCertVersion, "x509_v1"),
             (
                 Rejection::UnhandledCriticalExtension,
                 "unhandled_critical_extension",
