@@ -454,10 +454,13 @@ pub(crate) fn load_identity(
     let RawIdentity {
         cert_path,
         key_path,
-        chain,
+        mut chain,
         key,
     } = raw;
     let path = &cert_path;
+    if let RawKey::Der(key) = &key {
+        chain = leaf_first(chain, key, provider, path)?;
+    }
     let leaf_der = chain.first().ok_or_else(|| Error::NoCertificate {
         path: path.clone(),
         hint: "",
@@ -475,9 +478,12 @@ pub(crate) fn load_identity(
         RawKey::Der(key) => {
             CertifiedKey::from_der(chain.clone(), key, provider).map_err(|e| match e {
                 rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                    Error::KeyMismatch {
-                        cert: cert_path.clone(),
-                        key: key_path.clone(),
+                    match explicit_ec_parameters(&leaf, &key_path) {
+                        Some(file) => Error::ExplicitEcParameters { path: file },
+                        None => Error::KeyMismatch {
+                            cert: cert_path.clone(),
+                            key: key_path.clone(),
+                        },
                     }
                 }
                 other if is_rsa_pss(&key_path) => Error::RsaPssKey {
@@ -793,6 +799,79 @@ fn eku_names(e: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> Vec<String> {
     }
     v.extend(e.other.iter().map(|o| o.to_id_string()));
     v
+}
+
+/// A bundle with the leaf after its intermediate (`cat intermediate.crt leaf.crt`): the
+/// certificate that matches the key goes first, the others after it in issuer order,
+/// with a warning. A chain whose first certificate matches the key, or none does, is
+/// returned as it is (the key check then says what is wrong).
+fn leaf_first(
+    chain: Vec<CertificateDer<'static>>,
+    key: &rustls::pki_types::PrivateKeyDer<'static>,
+    provider: &Arc<CryptoProvider>,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>> {
+    let Some(spki) = provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .ok()
+        .and_then(|k| k.public_key().map(|s| s.as_ref().to_vec()))
+    else {
+        return Ok(chain);
+    };
+    let matches = |der: &CertificateDer<'_>| {
+        X509Certificate::from_der(der.as_ref())
+            .is_ok_and(|(_, c)| c.public_key().raw == spki.as_slice())
+    };
+    match chain.iter().position(matches) {
+        Some(i) if i > 0 => {
+            tracing::warn!(
+                target: "mtls::material",
+                file = %path.display(),
+                leaf = i + 1,
+                "the certificate that matches the key is not first in the file; it is served \
+                 first (leaf first, then its intermediates). Reorder the file: `cat leaf.crt \
+                 intermediate.crt > chain.crt`"
+            );
+            order_by_key(chain, key, provider, path)
+        }
+        _ => Ok(chain),
+    }
+}
+
+/// Which file has an EC key with explicit curve parameters (`-param_enc explicit`), which
+/// TLS cannot use and which makes the key and certificate look mismatched: the
+/// certificate's public key, or the key itself.
+fn explicit_ec_parameters(leaf: &X509Certificate<'_>, key_path: &Path) -> Option<PathBuf> {
+    use x509_parser::der_parser::ber::BerObjectContent;
+    const EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+    let spki = &leaf.public_key().algorithm;
+    let cert_explicit = spki.algorithm.to_id_string() == EC_PUBLIC_KEY
+        && spki
+            .parameters
+            .as_ref()
+            .is_some_and(|p| p.tag() == x509_parser::der_parser::asn1_rs::Tag::Sequence);
+    if cert_explicit {
+        return Some(key_path.to_owned());
+    }
+    let key = crate::pem::load_key_with_password(key_path, &crate::Password::none()).ok()?;
+    let (_, obj) = x509_parser::der_parser::parse_der(key.secret_der()).ok()?;
+    let BerObjectContent::Sequence(items) = &obj.content else {
+        return None;
+    };
+    // SEC1: ECPrivateKey { version, privateKey, [0] parameters, … }; PKCS#8:
+    // { version, AlgorithmIdentifier { id-ecPublicKey, parameters }, … }.
+    let explicit = items.iter().any(|item| {
+        let inner = match &item.content {
+            BerObjectContent::Sequence(alg) => alg.get(1),
+            BerObjectContent::Unknown(any) if any.tag().0 == 0 => {
+                return any.data.first() == Some(&0x30);
+            }
+            _ => None,
+        };
+        inner.is_some_and(|p| matches!(p.content, BerObjectContent::Sequence(_)))
+    });
+    explicit.then(|| key_path.to_owned())
 }
 
 /// Whether the key file holds an RSA-PSS key (PKCS#8 with the `rsassaPss` algorithm),

@@ -10,7 +10,8 @@
 //! | Ed25519 keys | `openssl genpkey -algorithm ed25519` |
 //! | combined certificate + key files | `cat server.crt server.key > server.pem` |
 //! | CA bundles and chains (leaf first) with many certificates | `cat a.crt b.crt > bundle.pem` |
-//! | CRLF line endings | files edited on Windows |
+//! | CRLF line endings, a UTF-8 byte-order mark, indented PEM lines | files edited on Windows, pasted from YAML or a web page |
+//! | a DER certificate followed by PEM ones | `cat server.der intermediate.pem > chain.crt` |
 //! | DER certificates, keys and CRLs | `openssl x509 -outform DER` |
 //!
 //! Encrypted keys (PKCS#8 `ENCRYPTED PRIVATE KEY` and the traditional `Proc-Type:
@@ -92,6 +93,18 @@ pub fn load_crls(path: impl AsRef<Path>) -> Result<Vec<CertificateRevocationList
 /// # Errors
 /// As [`load_certs`].
 pub fn parse_certs(data: &[u8], origin: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let cleaned = clean(data);
+    let data = cleaned.as_ref();
+    // A DER certificate with PEM after it (`cat server.der intermediate.pem`).
+    if data.first() == Some(&0x30)
+        && is_pem(data)
+        && let Ok((rest, _)) = x509_parser::parse_x509_certificate(data)
+    {
+        let der_len = data.len() - rest.len();
+        let mut certs = vec![CertificateDer::from(data[..der_len].to_vec())];
+        certs.extend(parse_certs(rest, origin)?);
+        return Ok(certs);
+    }
     let certs: Vec<CertificateDer<'static>> = if is_pem(data) {
         sections(data, origin)?
             .into_iter()
@@ -104,6 +117,10 @@ pub fn parse_certs(data: &[u8], origin: &Path) -> Result<Vec<CertificateDer<'sta
         });
     } else if parses_as_certificate(data) {
         vec![CertificateDer::from(data.to_vec())]
+    } else if is_pkcs12(data) {
+        return Err(Error::IsPkcs12 {
+            path: origin.to_owned(),
+        });
     } else if PrivateKeyDer::try_from(data).is_ok() {
         return Err(Error::NoCertificate {
             path: origin.to_owned(),
@@ -152,6 +169,8 @@ pub fn parse_key_with_password(
     origin: &Path,
     password: &Password,
 ) -> Result<PrivateKeyDer<'static>> {
+    let cleaned = clean(data);
+    let data = cleaned.as_ref();
     if is_pem(data) {
         if crate::keys::pem_is_encrypted(data) {
             return crate::keys::decrypt_pem(data, origin, password);
@@ -174,6 +193,11 @@ pub fn parse_key_with_password(
     }
     if is_blank(data) {
         return Err(Error::Empty {
+            path: origin.to_owned(),
+        });
+    }
+    if is_pkcs12(data) {
+        return Err(Error::IsPkcs12 {
             path: origin.to_owned(),
         });
     }
@@ -203,6 +227,8 @@ pub fn parse_crls(
     data: &[u8],
     origin: &Path,
 ) -> Result<Vec<CertificateRevocationListDer<'static>>> {
+    let cleaned = clean(data);
+    let data = cleaned.as_ref();
     let crls: Vec<CertificateRevocationListDer<'static>> = if is_pem(data) {
         sections(data, origin)?
             .into_iter()
@@ -299,6 +325,52 @@ fn looks_like_encrypted_pkcs8(data: &[u8]) -> bool {
     data.first() == Some(&0x30)
         && (contains(&data[..data.len().min(64)], PBES2)
             || contains(&data[..data.len().min(64)], PKCS12_PBE))
+}
+
+/// What OpenSSL reads but the PEM parser does not: a UTF-8 byte-order mark before the
+/// first line (which would hide the first `BEGIN` line, and so the first certificate of
+/// a bundle), and PEM lines indented by spaces or tabs (PEM pasted from YAML, a web page
+/// or an email). Other data is returned as it is.
+fn clean(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let data = data.strip_prefix(b"\xef\xbb\xbf").unwrap_or(data);
+    // Text only: binary DER (a DER certificate with PEM after it) is left alone.
+    let indented = is_pem(data)
+        && data.first() != Some(&0x30)
+        && data
+            .split(|&b| b == b'\n')
+            .any(|line| matches!(line.first(), Some(b' ' | b'\t')) && !is_blank(line));
+    if !indented {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    let mut out = Vec::with_capacity(data.len());
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        let start = line
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(line.len());
+        out.extend_from_slice(&line[start..]);
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A PKCS#12 file: `PFX ::= SEQUENCE { version INTEGER (3), authSafe ContentInfo, … }`.
+fn is_pkcs12(data: &[u8]) -> bool {
+    use x509_parser::der_parser::ber::BerObjectContent;
+    let Ok((_, pfx)) = x509_parser::der_parser::parse_der(data) else {
+        return false;
+    };
+    let BerObjectContent::Sequence(items) = &pfx.content else {
+        return false;
+    };
+    let version_3 = items.first().is_some_and(|v| v.as_u32() == Ok(3));
+    let content_info = items.get(1).is_some_and(|c| {
+        c.as_sequence()
+            .ok()
+            .and_then(|s| s.first())
+            .and_then(|oid| oid.as_oid().ok())
+            .is_some_and(|oid| oid.to_id_string().starts_with("1.2.840.113549.1.7."))
+    });
+    version_3 && content_info
 }
 
 fn is_pem(data: &[u8]) -> bool {

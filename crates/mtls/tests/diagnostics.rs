@@ -509,3 +509,270 @@ fn an_rsa_pss_key_is_named_as_such() {
     assert!(matches!(err, Error::RsaPssKey { .. }), "{err}");
     says(&err, &g.file("pss.key"), &["RSA-PSS", "openssl genrsa"]);
 }
+
+/// The bundle shapes that used to give a false "key values mismatch" or "holds no BEGIN
+/// block": the leaf after its intermediate, a byte-order mark (which hid the first
+/// certificate of a bundle), CRLF with a BOM, indented PEM, a DER certificate followed by
+/// PEM; each loads and serves a real handshake with the right chain.
+#[tokio::test]
+async fn bundle_shapes_load_and_serve() {
+    let g = Guide::new();
+    let p = g.path();
+    // An intermediate, and a server leaf signed by it.
+    std::fs::write(
+        p.join("int.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    openssl(
+        p,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "int.key",
+            "-out",
+            "int.csr",
+            "-subj",
+            "/CN=Guide Intermediate",
+        ],
+    );
+    openssl(
+        p,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "int.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "int.crt",
+            "-days",
+            "30",
+            "-extfile",
+            "int.ext",
+        ],
+    );
+    openssl(
+        p,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    openssl(
+        p,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "int.crt",
+            "-CAkey",
+            "int.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.crt",
+            "-days",
+            "30",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    openssl(
+        p,
+        &[
+            "x509", "-in", "leaf.crt", "-outform", "DER", "-out", "leaf.der",
+        ],
+    );
+    let leaf = std::fs::read(p.join("leaf.crt")).unwrap();
+    let int = std::fs::read(p.join("int.crt")).unwrap();
+    let der = std::fs::read(p.join("leaf.der")).unwrap();
+    let crlf = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .replace('\n', "\r\n")
+            .into_bytes()
+    };
+    let indent = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let bom = b"\xef\xbb\xbf".to_vec();
+    let shapes: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "intermediate-first.crt",
+            [int.clone(), leaf.clone()].concat(),
+        ),
+        ("bom.crt", [bom.clone(), leaf.clone(), int.clone()].concat()),
+        (
+            "bom-crlf.crt",
+            [bom.clone(), crlf(&leaf), crlf(&int)].concat(),
+        ),
+        ("indented.crt", [indent(&leaf), indent(&int)].concat()),
+        ("der-then-pem.crt", [der.clone(), int.clone()].concat()),
+    ];
+    let (logs, _g) = capture_logs();
+    for (name, bytes) in shapes {
+        let file = p.join(name);
+        std::fs::write(&file, bytes).unwrap();
+        let chain = mtls::pem::load_certs(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(chain.len(), 2, "{name}: both certificates are read");
+        let server = Server::builder()
+            .identity(&file, p.join("leaf.key"))
+            .client_ca(g.file("ca.crt"))
+            .policy(Policy::any_verified())
+            .build()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // A client that trusts only the root: the server must send leaf then intermediate.
+        let srv = serve(&server).await;
+        let (ccrt, ckey) = g.leaf(
+            &format!("client-{name}"),
+            "/CN=bundle-client",
+            Some("client.ext"),
+            &[],
+        );
+        let client = Client::builder()
+            .identity(ccrt, ckey)
+            .ca(g.file("ca.crt"))
+            .build()
+            .unwrap();
+        let line = common::ask(&client, srv.addr)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(line.starts_with("CN=bundle-client|"), "{name}: {line}");
+    }
+    assert!(
+        logs.text().contains("intermediate-first.crt")
+            && logs.text().contains("not first in the file"),
+        "{}",
+        logs.text()
+    );
+    // A trust bundle with a BOM keeps its first certificate (the root).
+    let bundle = p.join("bom-bundle.pem");
+    std::fs::write(
+        &bundle,
+        [bom, std::fs::read(g.file("ca.crt")).unwrap(), int].concat(),
+    )
+    .unwrap();
+    assert_eq!(mtls::pem::load_certs(&bundle).unwrap().len(), 2);
+}
+
+/// A `.p12` given where PEM or DER is expected is named as PKCS#12, with the builder call
+/// that loads it.
+#[test]
+fn a_p12_given_as_pem_or_der_is_named() {
+    let g = Guide::new();
+    let (crt, key) = g.leaf("p12", "/CN=p12-client", Some("client.ext"), &[]);
+    openssl(
+        g.path(),
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "p12.crt",
+            "-inkey",
+            "p12.key",
+            "-out",
+            "client.p12",
+            "-passout",
+            "pass:secret",
+        ],
+    );
+    let p12 = g.file("client.p12");
+    let err = mtls::pem::load_certs(&p12).unwrap_err();
+    assert!(matches!(err, Error::IsPkcs12 { .. }), "{err}");
+    says(&err, &p12, &["PKCS#12", ".identity_pkcs12"]);
+    let err = mtls::pem::load_key(&p12).unwrap_err();
+    assert!(matches!(err, Error::IsPkcs12 { .. }), "{err}");
+    let err = Client::builder()
+        .identity(&p12, &p12)
+        .ca(g.file("ca.crt"))
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::IsPkcs12 { .. }), "{err}");
+    let _ = (crt, key);
+}
+
+/// An EC key with explicit curve parameters (`openssl ecparam -param_enc explicit`) and
+/// its certificate: named as such with the conversion, not "key values mismatch".
+#[test]
+fn an_ec_key_with_explicit_parameters_is_named() {
+    let g = Guide::new();
+    let p = g.path();
+    openssl(
+        p,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-param_enc",
+            "explicit",
+            "-noout",
+            "-out",
+            "explicit.key",
+        ],
+    );
+    openssl(
+        p,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "explicit.key",
+            "-out",
+            "explicit.csr",
+            "-subj",
+            "/CN=explicit-client",
+        ],
+    );
+    openssl(
+        p,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "explicit.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "explicit.crt",
+            "-days",
+            "30",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+    let err = Client::builder()
+        .identity(g.file("explicit.crt"), g.file("explicit.key"))
+        .ca(g.file("ca.crt"))
+        .build()
+        .unwrap_err();
+    assert!(!matches!(err, Error::KeyMismatch { .. }), "{err}");
+    says(
+        &err,
+        &g.file("explicit.key"),
+        &["explicit curve parameters", "-param_enc named_curve"],
+    );
+}

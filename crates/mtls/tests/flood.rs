@@ -108,8 +108,13 @@ async fn a_slow_client_completes_while_idle_connections_flood_the_cap() {
         }
         held
     });
-    // Let the flood fill the cap before the slow client starts.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let the flood fill the cap (its connections start evicting each other) before the
+    // slow client starts: waited for, not slept, so a loaded machine cannot start the
+    // client early (bounded: 5 s).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while srv.stats.handshakes_evicted() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let started = Instant::now();
     let slow = client(&pki);

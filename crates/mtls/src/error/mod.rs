@@ -102,6 +102,21 @@ pub enum Error {
         expected: &'static str,
     },
 
+    /// A PKCS#12 (`.p12` / `.pfx`) file was given where a PEM or DER certificate, key or
+    /// CRL is expected.
+    #[error(
+        "{} is a PKCS#12 (.p12/.pfx) file, not a PEM or DER certificate or key: load it with \
+         `.identity_pkcs12(path, password)` (`--p12 FILE --password-file FILE` in the \
+         examples), or `.ca_pkcs12(path, password)` for a bundle of CA certificates; or \
+         convert it: `openssl pkcs12 -in FILE -nokeys -out cert.pem` and `openssl pkcs12 -in \
+         FILE -nocerts -nodes -out key.pem`",
+        path.display()
+    )]
+    IsPkcs12 {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// The PEM data is damaged (bad base64, a missing END line, a truncated file).
     #[error(
         "{} has damaged PEM data ({detail}); the file may be truncated or have been edited. \
@@ -369,6 +384,19 @@ pub enum Error {
         path: PathBuf,
         /// What rustls reported (printed in the message, not returned by `source()`).
         error: rustls::Error,
+    },
+
+    /// The EC key (or its certificate) has explicit curve parameters.
+    #[error(
+        "the EC key in {} has explicit curve parameters (`-param_enc explicit`), which TLS \
+         cannot use (and which makes the key and certificate look mismatched). Convert the \
+         key to a named curve with `openssl ec -in KEY -param_enc named_curve -out \
+         key.named.pem`, and issue the certificate again from the converted key",
+        path.display()
+    )]
+    ExplicitEcParameters {
+        /// The key file.
+        path: PathBuf,
     },
 
     /// The private key does not belong to the certificate.
@@ -740,7 +768,9 @@ impl Error {
             | Self::NoCertificate { path, .. }
             | Self::BadCertificate { path, .. }
             | Self::NotX509V3 { path, .. }
+            | Self::IsPkcs12 { path }
             | Self::RsaPssKey { path, .. }
+            | Self::ExplicitEcParameters { path }
             | Self::CrlNotV2 { path, .. }
             | Self::NoPrivateKey { path, .. }
             | Self::MultipleKeys { path, .. }
