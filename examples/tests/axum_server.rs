@@ -334,8 +334,14 @@ fn help_exits_0() {
 
 #[test]
 fn client_help_exits_0_too() {
-    for (program, flag) in [("reqwest_client", "--ca FILE"), ("grpc_client", "--ca FILE")] {
-        let out = Command::new(binary(program)).arg("--help").output().unwrap();
+    for (program, flag) in [
+        ("reqwest_client", "--ca FILE"),
+        ("grpc_client", "--ca FILE"),
+    ] {
+        let out = Command::new(binary(program))
+            .arg("--help")
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0), "{program}");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(flag), "{program}: {text}");
