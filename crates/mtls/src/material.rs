@@ -40,6 +40,16 @@ pub(crate) struct LoadedCas {
 }
 
 impl LoadedCas {
+    /// No CAs (what the later checks see when the CA files failed to load).
+    pub(crate) fn empty() -> Self {
+        Self {
+            subjects: Vec::new(),
+            certs: Vec::new(),
+            info: Vec::new(),
+            roots: Arc::new(RootCertStore::empty()),
+        }
+    }
+
     fn subjects_raw(&self) -> impl Iterator<Item = &[u8]> {
         self.subjects.iter().map(Vec::as_slice)
     }
@@ -516,26 +526,28 @@ pub(crate) fn load_identity(
         }
     };
 
+    // The checks below are independent: each problem is reported, not only the first.
+    let mut problems = Vec::new();
     if not_after < checks.now {
-        return Err(Error::Expired {
+        problems.push(Error::Expired {
             path: path.clone(),
-            subject,
+            subject: subject.clone(),
             not_after,
         });
     }
     if not_before > checks.now {
-        return Err(Error::NotYetValid {
+        problems.push(Error::NotYetValid {
             path: path.clone(),
-            subject,
+            subject: subject.clone(),
             not_before,
         });
     }
     if let Ok(Some(bc)) = leaf.basic_constraints()
         && bc.value.ca
     {
-        return Err(Error::CaCertificateAsLeaf {
+        problems.push(Error::CaCertificateAsLeaf {
             path: path.clone(),
-            subject,
+            subject: subject.clone(),
             role: checks.role,
         });
     }
@@ -547,28 +559,37 @@ pub(crate) fn load_identity(
                 Role::Client => e.client_auth,
             };
         if !ok {
-            return Err(Error::WrongExtendedKeyUsage {
+            problems.push(Error::WrongExtendedKeyUsage {
                 path: path.clone(),
-                subject,
+                subject: subject.clone(),
                 role: checks.role,
                 present: eku_names(e),
             });
         }
     }
     let server_name = match checks.role {
-        Role::Server => match first_name(&leaf) {
-            Some(name) => Some(name),
-            None => {
-                return Err(Error::NoSubjectAltName {
+        Role::Server => {
+            let name = first_name(&leaf);
+            if name.is_none() {
+                problems.push(Error::NoSubjectAltName {
                     path: path.clone(),
-                    subject,
+                    subject: subject.clone(),
                 });
             }
-        },
+            name
+        }
         Role::Client => None,
     };
-    if checks.check_chain {
-        check_chain(&chain, server_name, provider, &checks, path)?;
+    // The chain check repeats what the leaf checks found (expired, EKU): only when they
+    // found nothing.
+    if checks.check_chain
+        && problems.is_empty()
+        && let Err(e) = check_chain(&chain, server_name, provider, &checks, path)
+    {
+        problems.push(e);
+    }
+    if !problems.is_empty() {
+        return Err(Error::from_problems(problems));
     }
     Ok(LoadedIdentity {
         certified: Arc::new(certified),

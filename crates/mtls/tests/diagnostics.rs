@@ -776,3 +776,56 @@ fn an_ec_key_with_explicit_parameters_is_named() {
         &["explicit curve parameters", "-param_enc named_curve"],
     );
 }
+
+/// One build reports every problem it finds, each with its file and fix, instead of
+/// stopping at the first: a leaf given as the client CA, and a server certificate that
+/// is both expired and without a subjectAltName.
+#[test]
+fn a_build_reports_all_its_problems() {
+    let pki = mtls_testing::TestPki::new();
+    let dir = pki.dir.path();
+    let old = pki
+        .intermediate
+        .leaf("old-server")
+        .server()
+        .expired()
+        .build();
+    let old_files = old.write(dir, "old-server");
+    let (_, not_a_ca) = pki.client("not-a-ca");
+    let err = Server::builder()
+        .identity(&old_files.cert, &old_files.key)
+        .client_ca(&not_a_ca.cert)
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap_err();
+    let problems = err.problems();
+    assert!(
+        problems.iter().any(|e| matches!(e, Error::NotACa { .. }))
+            && problems.iter().any(|e| matches!(e, Error::Expired { .. }))
+            && problems
+                .iter()
+                .any(|e| matches!(e, Error::NoSubjectAltName { .. })),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.starts_with("3 problems:"), "{text}");
+    assert!(text.contains("  1. ") && text.contains("  3. "), "{text}");
+    assert!(
+        text.contains(&not_a_ca.cert.display().to_string()),
+        "{text}"
+    );
+    assert!(
+        text.contains(&old_files.cert.display().to_string()),
+        "{text}"
+    );
+    assert_eq!(err.path(), problems[0].path());
+    // One problem is returned as itself.
+    let (_, good) = pki.server("localhost");
+    let err = Server::builder()
+        .identity(&good.cert, &good.key)
+        .client_ca(&not_a_ca.cert)
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::NotACa { .. }), "{err}");
+}

@@ -725,6 +725,12 @@ pub enum Error {
     )]
     MissingPolicy,
 
+    /// Several problems found by one build or reload, each with its own message; see
+    /// [`problems`](Self::problems). A build with one problem returns that problem
+    /// itself.
+    #[error("{} problems:{}", .0.len(), numbered(.0))]
+    Several(Vec<Self>),
+
     /// No crypto provider is available.
     #[error(
         "no rustls crypto provider: enable the `aws-lc-rs` or `ring` feature of `mtls`, or \
@@ -758,6 +764,33 @@ pub enum Error {
 }
 
 impl Error {
+    /// One error for the problems of a build: the problem itself when there is one,
+    /// [`Error::Several`] otherwise (nested lists are flattened).
+    pub(crate) fn from_problems(problems: Vec<Self>) -> Self {
+        let mut flat: Vec<Self> = Vec::with_capacity(problems.len());
+        for p in problems {
+            match p {
+                Self::Several(inner) => flat.extend(inner),
+                other => flat.push(other),
+            }
+        }
+        if flat.len() == 1
+            && let Some(only) = flat.pop()
+        {
+            return only;
+        }
+        Self::Several(flat)
+    }
+
+    /// Every problem this error reports: the list of [`Error::Several`], or this error
+    /// alone.
+    pub fn problems(&self) -> Vec<&Self> {
+        match self {
+            Self::Several(all) => all.iter().collect(),
+            other => vec![other],
+        }
+    }
+
     /// The file this error is about, when there is one.
     pub fn path(&self) -> Option<&Path> {
         match self {
@@ -816,8 +849,18 @@ impl Error {
             | Self::Policy(_)
             | Self::Rustls(_)
             | Self::Verifier(_) => None,
+            Self::Several(all) => all.iter().find_map(Self::path),
         }
     }
+}
+
+/// ` 1. …`, ` 2. …`, one per line, for [`Error::Several`].
+fn numbered(errors: &[Error]) -> String {
+    let mut out = String::new();
+    for (i, e) in errors.iter().enumerate() {
+        out.push_str(&format!("\n  {}. {e}", i + 1));
+    }
+    out
 }
 
 /// Formats a time as RFC 3339 in UTC (`2026-01-31T12:00:00Z`).

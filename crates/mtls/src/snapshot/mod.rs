@@ -44,13 +44,18 @@ pub(crate) fn load_material(
         return Err(Error::MissingIdentity { role });
     }
     let now = SystemTime::now();
-    let cas = material::load_cas(&spec.cas, now)?;
+    // Every problem of one load is reported (`Error::Several`), not only the first: each
+    // stage that fails is recorded, and the stages after it run on what could be loaded
+    // (no CAs: the own-chain check is skipped; no CRLs: nothing is revoked).
+    let mut problems = Vec::new();
+    let cas = material::load_cas(&spec.cas, now).unwrap_or_else(|e| {
+        problems.push(e);
+        LoadedCas::empty()
+    });
     let raw = match &spec.identity {
-        Some(source) => Some(material::read_identity(
-            source,
-            &spec.key_password,
-            provider,
-        )?),
+        Some(source) => material::read_identity(source, &spec.key_password, provider)
+            .map_err(|e| problems.push(e))
+            .ok(),
         None => None,
     };
     let chain = raw.as_ref().map(|r| r.chain.as_slice()).unwrap_or_default();
@@ -62,24 +67,37 @@ pub(crate) fn load_material(
     // Fetched CRLs (their last good copies on disk) first, then the configured files.
     let mut crl_paths = spec.fetch.cached_crls(&cas.certs, chain);
     crl_paths.extend(spec.crls.iter().cloned());
-    let crls = material::load_crls(&crl_paths, &cas, chain, spec.revocation.enforce_expiry, now)?;
-    if let Some(previous) = previous_crls {
-        material::check_crl_progress(previous, &crls.info, &cas)?;
+    let trust_loaded = problems.is_empty();
+    let crls = material::load_crls(&crl_paths, &cas, chain, spec.revocation.enforce_expiry, now)
+        .unwrap_or_else(|e| {
+            problems.push(e);
+            LoadedCrls::default()
+        });
+    if let Some(previous) = previous_crls
+        && let Err(e) = material::check_crl_progress(previous, &crls.info, &cas)
+    {
+        problems.push(e);
     }
+    let check_chain = spec.check_identity_chain && trust_loaded && problems.is_empty();
     let identity = match raw {
-        Some(raw) => Some(material::load_identity(
+        Some(raw) => material::load_identity(
             raw,
             provider,
             IdentityChecks {
                 role,
                 cas: &cas,
                 crls: &crls.ders,
-                check_chain: spec.check_identity_chain,
+                check_chain,
                 now,
             },
-        )?),
+        )
+        .map_err(|e| problems.push(e))
+        .ok(),
         None => None,
     };
+    if !problems.is_empty() {
+        return Err(Error::from_problems(problems));
+    }
     Ok(Material {
         cas,
         crls,
