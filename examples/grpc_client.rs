@@ -161,6 +161,7 @@ async fn main() -> ExitCode {
     // Refused handshakes are logged (target `mtls::verify`, field `reason`): show them.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

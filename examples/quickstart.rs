@@ -33,6 +33,16 @@ async fn whoami(peer: ClientIdentity) -> axum::Json<serde_json::Value> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The refused handshake below is logged by the server (target `mtls::verify`, field
+    // `reason`) and nowhere else: a subscriber shows it on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("mtls::verify=info")),
+        )
+        .init();
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
