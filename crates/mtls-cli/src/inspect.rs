@@ -100,17 +100,23 @@ pub(crate) fn run(args: &InspectArgs) -> Result<()> {
         let array: Vec<Value> = items.into_iter().map(|i| Value::Object(i.fields)).collect();
         let text = serde_json::to_string_pretty(&array)
             .map_err(|e| CliError::msg(format!("cannot encode JSON: {e}")))?;
-        println!("{text}");
+        print_out(&format!("{text}\n"));
     } else {
-        for item in &items {
-            print_item(item);
-        }
+        let text: String = items.iter().map(describe).collect();
+        print_out(&text);
     }
     if failed {
         Err(CliError::Reported)
     } else {
         Ok(())
     }
+}
+
+/// Writes to stdout; a closed pipe (`mtls inspect … | head`) is not an error.
+fn print_out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
 }
 
 /// Reads one file into its items; the error is a message for the user.
@@ -633,7 +639,15 @@ fn pair_keys(items: &mut [Item]) {
     }
 }
 
-fn print_item(item: &Item) {
+/// The text description of one item.
+fn describe(item: &Item) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    macro_rules! line {
+        ($($arg:tt)*) => {
+            let _ = writeln!(out, $($arg)*);
+        };
+    }
     let f = &item.fields;
     let get = |k: &str| f.get(k).cloned().unwrap_or(Value::Null);
     let text = |k: &str| match get(k) {
@@ -649,7 +663,7 @@ fn print_item(item: &Item) {
             .join(", "),
         _ => "-".to_owned(),
     };
-    println!(
+    line!(
         "{} #{}: {}",
         text("file"),
         text("index"),
@@ -667,37 +681,37 @@ fn print_item(item: &Item) {
                 "leaf"
             };
             let article = if role.starts_with('i') { "an" } else { "a" };
-            println!("  {article} {role} certificate, X.509 v{}", text("version"));
-            println!("  subject:     {}", text("subject"));
-            println!("  issuer:      {}", text("issuer"));
-            println!("  serial:      {}", text("serial"));
-            println!(
+            line!("  {article} {role} certificate, X.509 v{}", text("version"));
+            line!("  subject:     {}", text("subject"));
+            line!("  issuer:      {}", text("issuer"));
+            line!("  serial:      {}", text("serial"));
+            line!(
                 "  validity:    {} to {} ({} days left)",
                 text("not_before"),
                 text("not_after"),
                 text("days_left")
             );
-            println!("  key:         {}", text("key_algorithm"));
-            println!(
+            line!("  key:         {}", text("key_algorithm"));
+            line!(
                 "  SANs:        DNS {}; IP {}; URI {}; email {}",
                 list("dns"),
                 list("ip"),
                 list("uri"),
                 list("email")
             );
-            println!("  SPIFFE ID:   {}", text("spiffe_id"));
-            println!("  EKU:         {}", list("eku"));
-            println!("  SHA-256:     {}", text("fingerprint_sha256"));
-            println!("  SPKI SHA-256: {}", text("spki_sha256"));
+            line!("  SPIFFE ID:   {}", text("spiffe_id"));
+            line!("  EKU:         {}", list("eku"));
+            line!("  SHA-256:     {}", text("fingerprint_sha256"));
+            line!("  SPKI SHA-256: {}", text("spki_sha256"));
             if let Some(Value::String(key)) = f.get("matching_key") {
-                println!("  its key:     {key}");
+                line!("  its key:     {key}");
             }
             if f.contains_key("policies") {
-                println!("  admitted by: {}", list("policies"));
+                line!("  admitted by: {}", list("policies"));
             }
         }
         "private_key" => {
-            println!(
+            line!(
                 "  form:        {}{}",
                 text("form"),
                 if get("encrypted") == Value::Bool(true) {
@@ -706,30 +720,30 @@ fn print_item(item: &Item) {
                     ""
                 }
             );
-            println!("  algorithm:   {}", text("key_algorithm"));
-            println!("  SPKI SHA-256: {}", text("spki_sha256"));
+            line!("  algorithm:   {}", text("key_algorithm"));
+            line!("  SPKI SHA-256: {}", text("spki_sha256"));
             if f.contains_key("matching_certificates") {
-                println!("  certificate: {}", list("matching_certificates"));
+                line!("  certificate: {}", list("matching_certificates"));
             }
         }
         "crl" => {
-            println!("  issuer:      {}", text("issuer"));
-            println!("  this update: {}", text("this_update"));
-            println!("  next update: {}", text("next_update"));
-            println!("  CRL number:  {}", text("crl_number"));
-            println!("  revoked:     {}", list("revoked"));
+            line!("  issuer:      {}", text("issuer"));
+            line!("  this update: {}", text("this_update"));
+            line!("  next update: {}", text("next_update"));
+            line!("  CRL number:  {}", text("crl_number"));
+            line!("  revoked:     {}", list("revoked"));
         }
         "csr" => {
-            println!("  subject:     {}", text("subject"));
-            println!("  key:         {}", text("key_algorithm"));
-            println!(
+            line!("  subject:     {}", text("subject"));
+            line!("  key:         {}", text("key_algorithm"));
+            line!(
                 "  SANs:        DNS {}; IP {}; URI {}; email {}",
                 list("dns"),
                 list("ip"),
                 list("uri"),
                 list("email")
             );
-            println!(
+            line!(
                 "  signature:   {}",
                 if get("signature_valid") == Value::Bool(true) {
                     "valid"
@@ -739,7 +753,7 @@ fn print_item(item: &Item) {
             );
         }
         "pkcs12" => {
-            println!(
+            line!(
                 "  {} certificate(s), {}",
                 text("certificates"),
                 if get("has_key") == Value::Bool(true) {
@@ -752,11 +766,12 @@ fn print_item(item: &Item) {
         _ => {}
     }
     if let Some(Value::String(error)) = f.get("error") {
-        println!("  error: {error}");
+        line!("  error: {error}");
     }
     if let Some(Value::Array(problems)) = f.get("problems") {
         for p in problems {
-            println!("  problem: {}", p.as_str().unwrap_or_default());
+            line!("  problem: {}", p.as_str().unwrap_or_default());
         }
     }
+    out
 }
