@@ -25,7 +25,10 @@ fn mtls_binary() -> Option<PathBuf> {
         "{} is missing (MTLS_REQUIRE_PEERS=1): run `cargo build -p mtls-cli` first",
         bin.display()
     );
-    println!("skipped: {} not built (cargo build -p mtls-cli)", bin.display());
+    println!(
+        "skipped: {} not built (cargo build -p mtls-cli)",
+        bin.display()
+    );
     None
 }
 
@@ -42,13 +45,33 @@ fn run(bin: &Path, args: &[&str]) {
 #[test]
 fn axum_server_serves_a_pki_made_by_mtls_pki_and_refuses_a_revoked_client() {
     let Some(bin) = mtls_binary() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("pki");
+    // Under the target's test directory, one per run (a leftover of an earlier run is
+    // replaced: `mtls pki init` refuses a directory that holds a PKI).
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("mtls-cli-pki-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     let d = dir.to_str().unwrap();
     run(&bin, &["pki", "init", d, "--intermediate"]);
-    run(&bin, &["pki", "issue", d, "--server", "localhost", "127.0.0.1"]);
-    run(&bin, &["pki", "issue", d, "--client", "alice", "--spiffe", "spiffe://example.org/alice"]);
-    run(&bin, &["pki", "issue", d, "--client", "bob", "--key", "rsa"]);
+    run(
+        &bin,
+        &["pki", "issue", d, "--server", "localhost", "127.0.0.1"],
+    );
+    run(
+        &bin,
+        &[
+            "pki",
+            "issue",
+            d,
+            "--client",
+            "alice",
+            "--spiffe",
+            "spiffe://example.org/alice",
+        ],
+    );
+    run(
+        &bin,
+        &["pki", "issue", d, "--client", "bob", "--key", "rsa"],
+    );
     let f = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let args = [
         "--cert",
@@ -87,4 +110,6 @@ fn axum_server_serves_a_pki_made_by_mtls_pki_and_refuses_a_revoked_client() {
     );
     let (status, body) = curl_ok(server.port, "/whoami", &ca, Some((&alice.0, &alice.1)));
     assert_eq!(status, 200, "{body}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -116,7 +116,9 @@ pub(crate) fn run(args: &InspectArgs) -> Result<()> {
 fn print_out(text: &str) {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
 /// Reads one file into its items; the error is a message for the user.

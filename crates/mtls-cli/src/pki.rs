@@ -304,7 +304,7 @@ fn valid_file_name(name: &str) -> Result<()> {
         && !name.starts_with('.')
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '*'));
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '*' | ':'));
     if ok {
         Ok(())
     } else {
@@ -347,7 +347,7 @@ pub(crate) fn issue(args: &IssueArgs) -> Result<()> {
         }
     };
     valid_file_name(&name)?;
-    let file_stem = name.replace('*', "wildcard");
+    let file_stem = name.replace('*', "wildcard").replace(':', "_");
     let cert_path = dir.join(format!("{file_stem}.crt"));
     if cert_path.exists() && !args.force {
         return Err(CliError::msg(format!(
