@@ -391,10 +391,10 @@ async fn remote(args: &DoctorArgs, url: &str) -> Result<()> {
             "no --cert/--key: connecting without a client certificate",
         );
     }
-    if let (Some(builder), Some(ca)) = (with_identity!(mtls::Client::builder(), args), &args.ca) {
-        if let Err(e) = builder.ca(ca.clone()).build() {
-            problem(&e.to_string());
-        }
+    if let (Some(builder), Some(ca)) = (with_identity!(mtls::Client::builder(), args), &args.ca)
+        && let Err(e) = builder.ca(ca.clone()).build()
+    {
+        problem(&e.to_string());
     }
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -438,13 +438,11 @@ async fn remote(args: &DoctorArgs, url: &str) -> Result<()> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let handshake = tokio::time::timeout(TIMEOUT, connector.connect(server_name, tcp)).await;
     let ours: Vec<Parsed> = chain.iter().filter_map(|c| parse(c.as_ref())).collect();
-    if ours.first().is_some_and(|leaf| leaf.expired) {
-        if let Some(leaf) = ours.first() {
-            problem(&format!(
-                "our certificate ({}) is expired since {}: issue a new one",
-                leaf.subject_text, leaf.not_after
-            ));
-        }
+    if let Some(leaf) = ours.first().filter(|leaf| leaf.expired) {
+        problem(&format!(
+            "our certificate ({}) is expired since {}: issue a new one",
+            leaf.subject_text, leaf.not_after
+        ));
     }
     let mut stream = match handshake {
         Err(_) => {
@@ -702,10 +700,10 @@ fn ca_diagnosis(seen: &Seen, ours: &[Parsed], args: &DoctorArgs) -> String {
         .iter()
         .filter_map(|c| parse(c.as_ref()))
         .collect();
-    if let Some(ca) = &args.ca {
-        if let Ok(certs) = mtls::pem::load_certs(ca) {
-            known.extend(certs.iter().filter_map(|c| parse(c.as_ref())));
-        }
+    if let Some(ca) = &args.ca
+        && let Ok(certs) = mtls::pem::load_certs(ca)
+    {
+        known.extend(certs.iter().filter_map(|c| parse(c.as_ref())));
     }
     if let Some(intermediate) = known
         .iter()
