@@ -645,7 +645,7 @@ fn pair_keys(items: &mut [Item]) {
 fn describe(item: &Item) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    macro_rules! line {
+    macro_rules! out_line {
         ($($arg:tt)*) => {
             let _ = writeln!(out, $($arg)*);
         };
@@ -665,7 +665,7 @@ fn describe(item: &Item) -> String {
             .join(", "),
         _ => "-".to_owned(),
     };
-    line!(
+    out_line!(
         "{} #{}: {}",
         text("file"),
         text("index"),
@@ -683,37 +683,37 @@ fn describe(item: &Item) -> String {
                 "leaf"
             };
             let article = if role.starts_with('i') { "an" } else { "a" };
-            line!("  {article} {role} certificate, X.509 v{}", text("version"));
-            line!("  subject:     {}", text("subject"));
-            line!("  issuer:      {}", text("issuer"));
-            line!("  serial:      {}", text("serial"));
-            line!(
+            out_line!("  {article} {role} certificate, X.509 v{}", text("version"));
+            out_line!("  subject:     {}", text("subject"));
+            out_line!("  issuer:      {}", text("issuer"));
+            out_line!("  serial:      {}", text("serial"));
+            out_line!(
                 "  validity:    {} to {} ({} days left)",
                 text("not_before"),
                 text("not_after"),
                 text("days_left")
             );
-            line!("  key:         {}", text("key_algorithm"));
-            line!(
+            out_line!("  key:         {}", text("key_algorithm"));
+            out_line!(
                 "  SANs:        DNS {}; IP {}; URI {}; email {}",
                 list("dns"),
                 list("ip"),
                 list("uri"),
                 list("email")
             );
-            line!("  SPIFFE ID:   {}", text("spiffe_id"));
-            line!("  EKU:         {}", list("eku"));
-            line!("  SHA-256:     {}", text("fingerprint_sha256"));
-            line!("  SPKI SHA-256: {}", text("spki_sha256"));
+            out_line!("  SPIFFE ID:   {}", text("spiffe_id"));
+            out_line!("  EKU:         {}", list("eku"));
+            out_line!("  SHA-256:     {}", text("fingerprint_sha256"));
+            out_line!("  SPKI SHA-256: {}", text("spki_sha256"));
             if let Some(Value::String(key)) = f.get("matching_key") {
-                line!("  its key:     {key}");
+                out_line!("  its key:     {key}");
             }
             if f.contains_key("policies") {
-                line!("  admitted by: {}", list("policies"));
+                out_line!("  admitted by: {}", list("policies"));
             }
         }
         "private_key" => {
-            line!(
+            out_line!(
                 "  form:        {}{}",
                 text("form"),
                 if get("encrypted") == Value::Bool(true) {
@@ -722,30 +722,30 @@ fn describe(item: &Item) -> String {
                     ""
                 }
             );
-            line!("  algorithm:   {}", text("key_algorithm"));
-            line!("  SPKI SHA-256: {}", text("spki_sha256"));
+            out_line!("  algorithm:   {}", text("key_algorithm"));
+            out_line!("  SPKI SHA-256: {}", text("spki_sha256"));
             if f.contains_key("matching_certificates") {
-                line!("  certificate: {}", list("matching_certificates"));
+                out_line!("  certificate: {}", list("matching_certificates"));
             }
         }
         "crl" => {
-            line!("  issuer:      {}", text("issuer"));
-            line!("  this update: {}", text("this_update"));
-            line!("  next update: {}", text("next_update"));
-            line!("  CRL number:  {}", text("crl_number"));
-            line!("  revoked:     {}", list("revoked"));
+            out_line!("  issuer:      {}", text("issuer"));
+            out_line!("  this update: {}", text("this_update"));
+            out_line!("  next update: {}", text("next_update"));
+            out_line!("  CRL number:  {}", text("crl_number"));
+            out_line!("  revoked:     {}", list("revoked"));
         }
         "csr" => {
-            line!("  subject:     {}", text("subject"));
-            line!("  key:         {}", text("key_algorithm"));
-            line!(
+            out_line!("  subject:     {}", text("subject"));
+            out_line!("  key:         {}", text("key_algorithm"));
+            out_line!(
                 "  SANs:        DNS {}; IP {}; URI {}; email {}",
                 list("dns"),
                 list("ip"),
                 list("uri"),
                 list("email")
             );
-            line!(
+            out_line!(
                 "  signature:   {}",
                 if get("signature_valid") == Value::Bool(true) {
                     "valid"
@@ -755,7 +755,7 @@ fn describe(item: &Item) -> String {
             );
         }
         "pkcs12" => {
-            line!(
+            out_line!(
                 "  {} certificate(s), {}",
                 text("certificates"),
                 if get("has_key") == Value::Bool(true) {
@@ -768,11 +768,11 @@ fn describe(item: &Item) -> String {
         _ => {}
     }
     if let Some(Value::String(error)) = f.get("error") {
-        line!("  error: {error}");
+        out_line!("  error: {error}");
     }
     if let Some(Value::Array(problems)) = f.get("problems") {
         for p in problems {
-            line!("  problem: {}", p.as_str().unwrap_or_default());
+            out_line!("  problem: {}", p.as_str().unwrap_or_default());
         }
     }
     out
