@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod doctor;
 mod inspect;
+mod p12;
 mod pki;
 
 /// What a command failed with.

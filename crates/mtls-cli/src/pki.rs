@@ -169,6 +169,12 @@ pub(crate) struct IssueArgs {
     /// The key's algorithm.
     #[arg(long, value_enum, default_value = "ec")]
     pub(crate) key: KeyKind,
+    /// Also write NAME.p12 (key and chain), encrypted with the password in --password-file.
+    #[arg(long, requires = "password_file")]
+    pub(crate) p12: bool,
+    /// The .p12 password: the file's first line.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) password_file: Option<PathBuf>,
     /// Replace the files of an earlier leaf of this name.
     #[arg(long)]
     pub(crate) force: bool,
@@ -456,6 +462,26 @@ pub(crate) fn issue(args: &IssueArgs) -> Result<()> {
     }
     write_atomic(&key_path, key_pem(&key).as_bytes(), true)?;
     write_atomic(&cert_path, chain.as_bytes(), false)?;
+    if args.p12 {
+        let password = match &args.password_file {
+            Some(path) => crate::p12::read_password(path)?,
+            None => {
+                return Err(CliError::usage(
+                    "--p12 needs --password-file FILE".to_owned(),
+                ));
+            }
+        };
+        let mut der_chain = vec![cert.der().to_vec()];
+        if state.intermediate {
+            let (_, ca) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
+                .map_err(|e| CliError::msg(format!("cannot read the intermediate: {e}")))?;
+            der_chain.push(ca.contents);
+        }
+        let p12 = crate::p12::build(&der_chain, &key_der(&key), &password)?;
+        let p12_path = dir.join(format!("{file_stem}.p12"));
+        write_atomic(&p12_path, &p12, true)?;
+        println!("  PKCS#12:     {}", p12_path.display());
+    }
     state.issued.push(Issued {
         serial: serial.clone(),
         serial_der,
@@ -641,6 +667,13 @@ fn key_pem(key: &KeyPair) -> String {
         }
         _ => key.serialize_pem(),
     }
+}
+
+/// The key's PKCS#8 DER as written to NAME.key.
+fn key_der(key: &KeyPair) -> Vec<u8> {
+    ::pem::parse(key_pem(key))
+        .map(|p| p.into_contents())
+        .unwrap_or_else(|_| key.serialized_der().to_vec())
 }
 
 fn pem_block(label: &str, der: &[u8]) -> String {

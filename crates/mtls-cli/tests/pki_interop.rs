@@ -33,6 +33,38 @@ fn pki(dir: &Path, intermediate: bool) {
         "--ou",
         "payments",
     ]);
+    let pass = dir.with_extension("pass");
+    std::fs::write(&pass, "p12 secret\n").unwrap();
+    mtls_ok(&[
+        "pki",
+        "issue",
+        d,
+        "--client",
+        "carol",
+        "--p12",
+        "--password-file",
+        pass.to_str().unwrap(),
+    ]);
+}
+
+/// curl with the client's `.p12` (OpenSSL reads it), verifying the server with `ca`.
+fn curl_p12(port: u16, ca: &Path, p12: &Path, password: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .arg("--resolve")
+        .arg(format!("localhost:{port}:127.0.0.1"))
+        .arg("--cacert")
+        .arg(ca)
+        .args(["--cert-type", "P12", "--cert"])
+        .arg(format!("{}:{password}", p12.display()))
+        .arg(format!("https://localhost:{port}/"))
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn python_get(port: u16, ca: &Path, cert: &Path, key: &Path) -> String {
@@ -97,6 +129,12 @@ fn nginx_curl_and_python_use_the_pki_unchanged_and_a_revoked_client_is_refused()
                 reply.describe()
             );
         }
+        // The .p12 written by `--p12`, as curl (OpenSSL) reads it.
+        let got = curl_p12(port, &f("ca.crt"), &f("carol.p12"), "p12 secret");
+        assert!(
+            got.contains("CN=carol") && got.ends_with("200"),
+            "curl with carol.p12: {got}"
+        );
         // Without a client certificate nginx answers 400.
         let reply = https(port, "/", &f("ca.crt"), None, &[]);
         assert_eq!(reply.status(), 400, "{}", reply.describe());
@@ -170,6 +208,7 @@ fn keys_are_0600_certificates_hold_no_key_and_the_extensions_are_right() {
             "localhost.key",
             "alice.key",
             "mallory.key",
+            "carol.p12",
         ] {
             let mode = std::fs::metadata(dir.join(key))
                 .unwrap()
@@ -235,7 +274,7 @@ fn keys_are_0600_certificates_hold_no_key_and_the_extensions_are_right() {
     // Short leaf validity by default: 90 days.
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("mtls-pki.json")).unwrap()).unwrap();
-    assert_eq!(state["issued"].as_array().unwrap().len(), 4);
+    assert_eq!(state["issued"].as_array().unwrap().len(), 5);
 }
 
 #[test]
