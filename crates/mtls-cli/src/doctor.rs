@@ -107,10 +107,9 @@ macro_rules! with_identity {
     }};
 }
 
-/// Every problem found in a server configuration. Today the builder reports the first
-/// problem of a build; the files are also loaded one by one so that a problem in one
-/// does not hide one in another. When the core gains a "collect every problem" build,
-/// it replaces `build_problems`.
+/// Every problem found in a server configuration: the files loaded one by one, then the
+/// builder's preflight, which reports every problem of one build (`Error::problems`);
+/// duplicates are printed once.
 fn server_problems(args: &DoctorArgs) -> Vec<String> {
     let mut problems: Vec<String> = Vec::new();
     let mut add = |p: String| {
@@ -185,7 +184,8 @@ fn build_problems(
     }
     match builder.build() {
         Ok(_) => Vec::new(),
-        Err(e) => vec![e.to_string()],
+        // Every problem of the build (`Error::Several`), each with its own message.
+        Err(e) => e.problems().iter().map(ToString::to_string).collect(),
     }
 }
 
