@@ -484,7 +484,8 @@ pub(crate) fn load_identity(
     let not_after = to_system_time(leaf.validity().not_after.timestamp());
     let not_before = to_system_time(leaf.validity().not_before.timestamp());
 
-    let certified = match key {
+    // A key problem is recorded with the certificate's own problems below, not alone.
+    let certified: Result<CertifiedKey> = match key {
         RawKey::Der(key) => {
             CertifiedKey::from_der(chain.clone(), key, provider).map_err(|e| match e {
                 rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
@@ -504,30 +505,27 @@ pub(crate) fn load_identity(
                     path: key_path.clone(),
                     error: other,
                 },
-            })?
+            })
         }
-        RawKey::Signer(signer) => {
-            match crate::signer::check(signer.as_ref(), leaf_der, provider) {
-                Ok(()) => {}
-                Err(crate::signer::CheckError::Mismatch) => {
-                    return Err(Error::SignerKeyMismatch {
-                        cert: cert_path.clone(),
-                        signer: signer.describe(),
-                    });
-                }
-                Err(crate::signer::CheckError::Failed(reason)) => {
-                    return Err(Error::SignerFailed {
-                        path: cert_path.clone(),
-                        reason,
-                    });
-                }
-            }
-            CertifiedKey::new(chain.clone(), Arc::new(crate::signer::HookKey(signer)))
-        }
+        RawKey::Signer(signer) => match crate::signer::check(signer.as_ref(), leaf_der, provider) {
+            Ok(()) => Ok(CertifiedKey::new(
+                chain.clone(),
+                Arc::new(crate::signer::HookKey(signer)),
+            )),
+            Err(crate::signer::CheckError::Mismatch) => Err(Error::SignerKeyMismatch {
+                cert: cert_path.clone(),
+                signer: signer.describe(),
+            }),
+            Err(crate::signer::CheckError::Failed(reason)) => Err(Error::SignerFailed {
+                path: cert_path.clone(),
+                reason,
+            }),
+        },
     };
 
     // The checks below are independent: each problem is reported, not only the first.
     let mut problems = Vec::new();
+    let certified = certified.map_err(|e| problems.push(e)).ok();
     if not_after < checks.now {
         problems.push(Error::Expired {
             path: path.clone(),
@@ -591,6 +589,9 @@ pub(crate) fn load_identity(
     if !problems.is_empty() {
         return Err(Error::from_problems(problems));
     }
+    let Some(certified) = certified else {
+        return Err(Error::from_problems(problems));
+    };
     Ok(LoadedIdentity {
         certified: Arc::new(certified),
         subject,

@@ -819,6 +819,24 @@ fn a_build_reports_all_its_problems() {
         "{text}"
     );
     assert_eq!(err.path(), problems[0].path());
+    // A key that does not match is reported with the certificate's own problems.
+    let (_, other) = pki.client("other");
+    let err = Server::builder()
+        .identity(&not_a_ca.cert, &other.key)
+        .client_ca(pki.ca_file())
+        .policy(Policy::any_verified())
+        .build()
+        .unwrap_err();
+    let problems = err.problems();
+    assert!(
+        problems
+            .iter()
+            .any(|e| matches!(e, Error::KeyMismatch { .. }))
+            && problems
+                .iter()
+                .any(|e| matches!(e, Error::WrongExtendedKeyUsage { .. })),
+        "{err}"
+    );
     // One problem is returned as itself.
     let (_, good) = pki.server("localhost");
     let err = Server::builder()
