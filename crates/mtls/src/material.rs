@@ -501,6 +501,13 @@ pub(crate) fn load_identity(
                     path: key_path.clone(),
                     error: other,
                 },
+                // ring refuses to load it at all; aws-lc-rs loads it and then sees a
+                // mismatch (above).
+                _ if explicit_ec_parameters(&leaf, &key_path).is_some() => {
+                    Error::ExplicitEcParameters {
+                        path: key_path.clone(),
+                    }
+                }
                 other => Error::UnsupportedKey {
                     path: key_path.clone(),
                     error: other,
