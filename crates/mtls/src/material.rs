@@ -487,27 +487,26 @@ pub(crate) fn load_identity(
     // A key problem is recorded with the certificate's own problems below, not alone.
     let certified: Result<CertifiedKey> = match key {
         RawKey::Der(key) => {
+            // Read from the key as it was loaded (decrypted, if it was encrypted), before
+            // rustls takes it: what a refusal below is really about.
+            let explicit_ec = has_explicit_ec_parameters(&leaf, key.secret_der());
+            let rsa_pss = is_rsa_pss(key.secret_der());
             CertifiedKey::from_der(chain.clone(), key, provider).map_err(|e| match e {
+                // aws-lc-rs loads a key with explicit parameters and then sees a mismatch;
+                // ring refuses to load it at all (below).
+                _ if explicit_ec => Error::ExplicitEcParameters {
+                    path: key_path.clone(),
+                },
                 rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                    match explicit_ec_parameters(&leaf, &key_path) {
-                        Some(file) => Error::ExplicitEcParameters { path: file },
-                        None => Error::KeyMismatch {
-                            cert: cert_path.clone(),
-                            key: key_path.clone(),
-                        },
+                    Error::KeyMismatch {
+                        cert: cert_path.clone(),
+                        key: key_path.clone(),
                     }
                 }
-                other if is_rsa_pss(&key_path) => Error::RsaPssKey {
+                other if rsa_pss => Error::RsaPssKey {
                     path: key_path.clone(),
                     error: other,
                 },
-                // ring refuses to load it at all; aws-lc-rs loads it and then sees a
-                // mismatch (above).
-                _ if explicit_ec_parameters(&leaf, &key_path).is_some() => {
-                    Error::ExplicitEcParameters {
-                        path: key_path.clone(),
-                    }
-                }
                 other => Error::UnsupportedKey {
                     path: key_path.clone(),
                     error: other,
@@ -868,10 +867,10 @@ fn leaf_first(
     }
 }
 
-/// Which file has an EC key with explicit curve parameters (`-param_enc explicit`), which
-/// TLS cannot use and which makes the key and certificate look mismatched: the
-/// certificate's public key, or the key itself.
-fn explicit_ec_parameters(leaf: &X509Certificate<'_>, key_path: &Path) -> Option<PathBuf> {
+/// Whether the certificate's public key or the key (DER) has explicit EC curve parameters
+/// (`-param_enc explicit`), which TLS cannot use and which makes the key and certificate
+/// look mismatched.
+fn has_explicit_ec_parameters(leaf: &X509Certificate<'_>, key_der: &[u8]) -> bool {
     use x509_parser::der_parser::ber::BerObjectContent;
     const EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
     let spki = &leaf.public_key().algorithm;
@@ -881,38 +880,43 @@ fn explicit_ec_parameters(leaf: &X509Certificate<'_>, key_path: &Path) -> Option
             .as_ref()
             .is_some_and(|p| p.tag() == x509_parser::der_parser::asn1_rs::Tag::Sequence);
     if cert_explicit {
-        return Some(key_path.to_owned());
+        return true;
     }
-    let key = crate::pem::load_key_with_password(key_path, &crate::Password::none()).ok()?;
-    let (_, obj) = x509_parser::der_parser::parse_der(key.secret_der()).ok()?;
+    let Ok((_, obj)) = x509_parser::der_parser::parse_der(key_der) else {
+        return false;
+    };
     let BerObjectContent::Sequence(items) = &obj.content else {
-        return None;
+        return false;
     };
     // SEC1: ECPrivateKey { version, privateKey, [0] parameters, … }; PKCS#8:
     // { version, AlgorithmIdentifier { id-ecPublicKey, parameters }, … }.
-    let explicit = items.iter().any(|item| {
+    // (PKCS#8 has version 0, and its own [0] holds attributes: only SEC1's [0] counts.)
+    let sec1 = items.first().is_some_and(|v| v.as_u32() == Ok(1));
+    items.iter().any(|item| {
         let inner = match &item.content {
-            BerObjectContent::Sequence(alg) => alg.get(1),
-            BerObjectContent::Unknown(any) if any.tag().0 == 0 => {
+            BerObjectContent::Sequence(alg)
+                if alg
+                    .first()
+                    .and_then(|oid| oid.as_oid().ok())
+                    .is_some_and(|oid| oid.to_id_string() == EC_PUBLIC_KEY) =>
+            {
+                alg.get(1)
+            }
+            BerObjectContent::Unknown(any) if sec1 && any.tag().0 == 0 => {
                 return any.data.first() == Some(&0x30);
             }
             _ => None,
         };
         inner.is_some_and(|p| matches!(p.content, BerObjectContent::Sequence(_)))
-    });
-    explicit.then(|| key_path.to_owned())
+    })
 }
 
-/// Whether the key file holds an RSA-PSS key (PKCS#8 with the `rsassaPss` algorithm),
+/// Whether the key (DER) is an RSA-PSS key (PKCS#8 with the `rsassaPss` algorithm),
 /// which the crypto providers cannot load.
-fn is_rsa_pss(path: &Path) -> bool {
+fn is_rsa_pss(key_der: &[u8]) -> bool {
     const RSASSA_PSS: pkcs8::ObjectIdentifier =
         pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
-    let Ok(key) = crate::pem::load_key_with_password(path, &crate::Password::none()) else {
-        return false;
-    };
-    pkcs8::PrivateKeyInfo::try_from(key.secret_der())
-        .is_ok_and(|info| info.algorithm.oid == RSASSA_PSS)
+    pkcs8::PrivateKeyInfo::try_from(key_der).is_ok_and(|info| info.algorithm.oid == RSASSA_PSS)
 }
 
 /// A name as RFC 4514 writes it (`CN=…,O=…,C=US`), as `PeerIdentity::subject()` and the
